@@ -1,0 +1,131 @@
+"""The database tables. Every change to them goes through an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.clock import utcnow
+
+
+class Principal(SQLModel, table=True):
+    """A person. Platform identities (a Slack user, a Discord user) point at one principal."""
+
+    __tablename__ = "principal"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Identity(SQLModel, table=True):
+    """One account on one platform, keyed on the platform's immutable ids."""
+
+    __tablename__ = "identity"
+    __table_args__ = (UniqueConstraint("platform", "workspace_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    workspace_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=64)
+    display_name: str = Field(default="", max_length=200)
+    principal_id: int = Field(foreign_key="principal.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Grant(SQLModel, table=True):
+    """A role on a project and stage; `*` stands for every project or every stage."""
+
+    __tablename__ = "grant"
+    __table_args__ = (UniqueConstraint("principal_id", "role", "project", "stage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    principal_id: int = Field(foreign_key="principal.id", index=True)
+    role: str = Field(max_length=16)
+    project: str = Field(default="*", max_length=100)
+    stage: str = Field(default="*", max_length=100)
+    granted_by: int | None = Field(default=None, foreign_key="principal.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ProjectRow(SQLModel, table=True):
+    """A project from flybot.toml, refreshed at every start."""
+
+    __tablename__ = "project"
+
+    name: str = Field(primary_key=True, max_length=100)
+    path: str = Field(max_length=500)
+
+
+class StageRow(SQLModel, table=True):
+    """A stage of a project: its Fly app, its position in the promotion order, its policy."""
+
+    __tablename__ = "stage"
+    __table_args__ = (UniqueConstraint("project", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(foreign_key="project.name", max_length=100)
+    name: str = Field(max_length=100)
+    position: int = 0
+    app: str = Field(default="", max_length=100)
+    config_file: str = Field(default="", max_length=500)
+    policy_json: str = Field(default="{}")
+
+
+class AuditEntry(SQLModel, table=True):
+    """Every attempt, allowed or refused, with who, what and why. Never holds a secret value."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    principal_id: int | None = Field(default=None, index=True)
+    platform: str = Field(max_length=16)
+    workspace_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=64)
+    display_name: str = Field(default="", max_length=200)
+    action: str = Field(max_length=64)
+    project: str | None = Field(default=None, max_length=100, index=True)
+    stage: str | None = Field(default=None, max_length=100)
+    command: str = Field(default="")
+    outcome: str = Field(max_length=16)
+    reason: str = Field(default="")
+
+
+class Lock(SQLModel, table=True):
+    """A stage lock. The unique key makes taking a lock a single atomic insert."""
+
+    __tablename__ = "stage_lock"
+    __table_args__ = (UniqueConstraint("project", "stage"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=100)
+    stage: str = Field(max_length=100)
+    owner_id: int = Field(foreign_key="principal.id")
+    owner_name: str = Field(default="", max_length=200)
+    reason: str = Field(default="")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class DedupeKey(SQLModel, table=True):
+    """A platform delivery already handled (a Slack retry, a repeated click)."""
+
+    __tablename__ = "dedupe_key"
+
+    key: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class LinkRequest(SQLModel, table=True):
+    """A pending link of two identities into one principal, confirmed from both sides."""
+
+    __tablename__ = "link_request"
+
+    code: str = Field(primary_key=True, max_length=32)
+    from_identity_id: int = Field(foreign_key="identity.id")
+    to_identity_id: int | None = Field(default=None, foreign_key="identity.id")
+    state: str = Field(default="started", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
