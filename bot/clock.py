@@ -1,7 +1,6 @@
 """Time, in one place, so tests can move it instead of sleeping.
 
-Datetimes are naive UTC throughout: SQLite has no time zones and PostgreSQL columns are
-declared without one, so naive UTC is the one form that round-trips unchanged.
+Datetimes are timezone-aware UTC throughout (SQLModel stores them that way).
 """
 
 from __future__ import annotations
@@ -9,7 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-_now: Callable[[], datetime] = lambda: datetime.now(UTC).replace(tzinfo=None)  # noqa: E731
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+_now: Callable[[], datetime] = _real_now
 
 
 def utcnow() -> datetime:
@@ -20,7 +24,7 @@ class FrozenClock:
     """A clock for tests: stands still until `advance` is called."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 5, 9, 0, 0)
+        self.now = start or datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -32,4 +36,4 @@ class FrozenClock:
 def set_clock(clock: Callable[[], datetime] | None) -> None:
     """Install a clock (None restores the real one)."""
     global _now
-    _now = clock or (lambda: datetime.now(UTC).replace(tzinfo=None))
+    _now = clock or _real_now
