@@ -1,0 +1,1 @@
+"""The terminal adapter: try every command with no chat platform at all."""

@@ -1,0 +1,113 @@
+"""`flybot shell`: a terminal chat. Each line is a `/fly …` command (the `/fly` is optional).
+
+On a terminal it is an interactive prompt with history and colours (prompt_toolkit, rich);
+otherwise it reads a script from stdin and echoes each line, so it can be driven by tests.
+`as <user>` switches who is typing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+
+from adapters.shell.conversation import CHANNEL, ShellConversation
+from commands.dispatch import Dispatcher
+from commands.port import Invocation
+
+PLATFORM = "shell"
+WORKSPACE = "local"
+_USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ShellSession:
+    def __init__(self, dispatcher: Dispatcher, user: str, console: Console) -> None:
+        self.dispatcher = dispatcher
+        self.user = user
+        self.console = console
+        self._lines: Iterator[str] | None = None
+        self.conversation = ShellConversation(console, self._read_secret)
+
+    def _read_secret(self, prompt: str) -> str | None:
+        if self._lines is None:  # interactive: no echo
+            try:
+                return getpass.getpass(f"{prompt} (hidden): ") or None
+            except (EOFError, KeyboardInterrupt):
+                return None
+        # Scripted: the value is the next line, and it is never echoed.
+        value = next(self._lines, "")
+        self.console.print(f"  {prompt} (hidden): ********", highlight=False)
+        return value.rstrip("\n") or None
+
+    async def run_line(self, line: str) -> bool:
+        """Handle one line; False when the session should end."""
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return True
+        if text in ("quit", "exit"):
+            return False
+        if text == "as" or text.startswith("as "):
+            name = text[3:].strip().lstrip("@")
+            if not _USER.match(name):
+                self.console.print("  ✗ Usage: as <user> (letters, digits, . _ -)", style="red")
+            else:
+                self.user = name
+                self.console.print(f"  (now typing as {name})", style="dim")
+            return True
+        invocation = Invocation(
+            platform=PLATFORM,
+            workspace_id=WORKSPACE,
+            channel_id=CHANNEL,
+            user_id=self.user,
+            display_name=self.user,
+            text=text,
+        )
+        await self.dispatcher.handle(invocation, self.conversation)
+        return True
+
+    async def run_script(self, stream: TextIO) -> None:
+        self._lines = iter(stream)
+        for line in self._lines:
+            if line.strip() and not line.strip().startswith("#"):
+                self.console.print(f"{self.user}> {line.strip()}", style="bold", highlight=False)
+            if not await self.run_line(line):
+                break
+
+    async def run_interactive(self, history_file: Path | None) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+        history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
+        prompt: PromptSession[str] = PromptSession(history=history)
+        self.console.print(
+            "flybot shell — type `help`, `as <user>` to switch user, `quit` to leave.", style="dim"
+        )
+        while True:
+            try:
+                line = await prompt.prompt_async(f"{self.user}> ")
+            except (EOFError, KeyboardInterrupt):
+                break
+            if not await self.run_line(line):
+                break
+
+
+async def run_shell(
+    dispatcher: Dispatcher, user: str, history_file: Path | None = None, stdin: TextIO | None = None
+) -> None:
+    stream = stdin or sys.stdin
+    interactive = stream.isatty()
+    console = (
+        Console(highlight=False)
+        if interactive
+        else Console(no_color=True, width=200, soft_wrap=True, highlight=False)
+    )
+    session = ShellSession(dispatcher, user, console)
+    if interactive:
+        await session.run_interactive(history_file)
+    else:
+        await session.run_script(stream)

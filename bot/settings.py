@@ -1,0 +1,64 @@
+"""Settings from the environment, plus an optional flybot.toml (projects, stages, policies)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///flybot.db"
+DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
+DEFAULT_API_BASE_URL = "https://api.fly.io"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. The text names the setting and what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    config_path: Path | None = None
+    fly_org: str = "personal"
+    fly_flaps_base_url: str = DEFAULT_FLAPS_BASE_URL
+    fly_api_base_url: str = DEFAULT_API_BASE_URL
+    admins: tuple[str, ...] = ()
+    # Tokens are kept out of repr() so a logged Settings never shows them.
+    fly_api_token: str | None = field(default=None, repr=False)
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    discord_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        config = env.get("FLYBOT_CONFIG")
+        config_path = Path(config) if config else None
+        if config_path is None and Path("flybot.toml").is_file():
+            config_path = Path("flybot.toml")
+        if config_path is not None and not config_path.is_file():
+            raise SettingsError(f"FLYBOT_CONFIG points at {config_path}, which is not a file.")
+        admins = tuple(a.strip() for a in env.get("FLYBOT_ADMINS", "").split(",") if a.strip())
+        for admin in admins:
+            if len(admin.split(":")) != 3:
+                raise SettingsError(
+                    f"FLYBOT_ADMINS entry '{admin}' is not platform:workspace:user "
+                    "(e.g. slack:T0123:U0456, discord:1234:5678, shell:local:alice)."
+                )
+        return cls(
+            database_url=env.get("FLYBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            config_path=config_path,
+            fly_org=env.get("FLY_ORG") or "personal",
+            fly_flaps_base_url=(env.get("FLY_FLAPS_BASE_URL") or DEFAULT_FLAPS_BASE_URL).rstrip(
+                "/"
+            ),
+            fly_api_base_url=(env.get("FLY_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
+            admins=admins,
+            fly_api_token=env.get("FLY_API_TOKEN") or None,
+            slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
+            slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,
+            slack_app_token=env.get("SLACK_APP_TOKEN") or None,
+            discord_token=env.get("DISCORD_TOKEN") or None,
+        )

@@ -1,0 +1,160 @@
+"""`/fly whoami` and `/fly link`: who you are, and joining your Slack and Discord selves."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from bot.clock import utcnow
+from bot.durations import format_duration
+from bot.store.engine import session_scope
+from bot.store.models import Identity, LinkRequest
+from bot.store.principals import grants_of, identities_of, merge_principals
+from commands.context import CommandContext
+from commands.errors import CommandError, UsageError
+from commands.registry import Param, Registry
+
+LINK_CODE_TTL = timedelta(minutes=10)
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
+
+
+def _new_code() -> str:
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def _key(identity: Identity) -> str:
+    return f"{identity.platform}:{identity.workspace_id}:{identity.user_id}"
+
+
+def register(registry: Registry) -> None:
+    @registry.command(
+        "whoami", summary="Show who flybot thinks you are, and your roles.", audited=False
+    )
+    async def whoami(ctx: CommandContext) -> None:
+        with session_scope(ctx.engine) as session:
+            identities = identities_of(session, ctx.principal_id)
+            grants = grants_of(session, ctx.principal_id)
+        me = ctx.invocation
+        others = [_key(i) for i in identities if _key(i) != me.identity_key]
+        roles = [f"{g.role} on {g.project}/{g.stage}" for g in grants] or [
+            "no roles yet: ask an admin for one (`/fly perms grant @you viewer`)"
+        ]
+        fields = [("You", f"{me.display_name} ({me.identity_key})")]
+        if others:
+            fields.append(("Linked", ", ".join(others)))
+        await ctx.say_private(
+            "", title="whoami", fields=tuple(fields), lines=tuple(f"• {r}" for r in roles)
+        )
+
+    @registry.command(
+        "link",
+        summary="Join this identity with your account on another platform.",
+        params=(
+            Param("code", required=False, help="the code shown by `/fly link` on the other side"),
+            Param("code2", required=False),
+        ),
+        examples=("/fly link", "/fly link ABCD-EFGH", "/fly link confirm ABCD-EFGH"),
+    )
+    async def link(ctx: CommandContext) -> None:
+        first, second = ctx.args.get("code"), ctx.args.get("code2")
+        if first is None:
+            await _start(ctx)
+        elif first.lower() == "confirm":
+            if second is None:
+                raise UsageError("Missing <code>. Usage: /fly link confirm <code>")
+            await _confirm(ctx, second.upper())
+        elif second is not None:
+            raise UsageError("Usage: /fly link | /fly link <code> | /fly link confirm <code>")
+        else:
+            await _claim(ctx, first.upper())
+
+
+def _my_identity(ctx: CommandContext) -> Identity:
+    me = ctx.invocation
+    with session_scope(ctx.engine) as session:
+        for identity in identities_of(session, ctx.principal_id):
+            if (identity.platform, identity.workspace_id, identity.user_id) == (
+                me.platform,
+                me.workspace_id,
+                me.user_id,
+            ):
+                return identity
+    raise CommandError("Your identity is not recorded yet; try again.")
+
+
+async def _start(ctx: CommandContext) -> None:
+    identity = _my_identity(ctx)
+    code = _new_code()
+    with session_scope(ctx.engine) as session:
+        session.add(
+            LinkRequest(
+                code=code, from_identity_id=identity.id or 0, expires_at=utcnow() + LINK_CODE_TTL
+            )
+        )
+    await ctx.say_private(
+        f"On your other platform, type `/fly link {code}` within "
+        f"{format_duration(LINK_CODE_TTL)}; then confirm here with `/fly link confirm {code}`.",
+        title="Link started",
+    )
+
+
+def _open_request(ctx: CommandContext, code: str, state: str) -> LinkRequest:
+    with session_scope(ctx.engine) as session:
+        request = session.get(LinkRequest, code)
+    if request is None or request.state != state:
+        raise CommandError(f"No pending link with code {code}. Start again with `/fly link`.")
+    if request.expires_at <= utcnow():
+        raise CommandError(f"The link code {code} has expired. Start again with `/fly link`.")
+    return request
+
+
+def _transition(
+    ctx: CommandContext, code: str, from_state: str, to_state: str, **values: object
+) -> bool:
+    """Compare-and-set on the request's state, so a repeated or concurrent step acts once."""
+    with session_scope(ctx.engine) as session:
+        result = session.execute(
+            update(LinkRequest)
+            .where(col(LinkRequest.code) == code, col(LinkRequest.state) == from_state)
+            .values(state=to_state, **values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _claim(ctx: CommandContext, code: str) -> None:
+    request = _open_request(ctx, code, "started")
+    me = _my_identity(ctx)
+    with session_scope(ctx.engine) as session:
+        origin = session.get(Identity, request.from_identity_id)
+    if origin is None or origin.principal_id == ctx.principal_id:
+        raise CommandError("That code was made by this same account; type it on the other one.")
+    if not _transition(ctx, code, "started", "claimed", to_identity_id=me.id):
+        raise CommandError(f"The link code {code} was already used.")
+    await ctx.say_private(
+        f"Almost linked. Confirm from {origin.platform} with `/fly link confirm {code}`.",
+        title="Link claimed",
+    )
+
+
+async def _confirm(ctx: CommandContext, code: str) -> None:
+    request = _open_request(ctx, code, "claimed")
+    me = _my_identity(ctx)
+    if request.from_identity_id != me.id:
+        raise CommandError("Only the account that started this link can confirm it.")
+    if not _transition(ctx, code, "claimed", "done"):
+        raise CommandError(f"The link code {code} was already used.")
+    with session_scope(ctx.engine) as session:
+        other = session.get(Identity, request.to_identity_id)
+        if other is None:
+            raise CommandError("The other account is gone; start again with `/fly link`.")
+        merge_principals(session, keep_id=ctx.principal_id, absorb_id=other.principal_id)
+        other_key = _key(other)
+    await ctx.say_private(
+        f"Linked: {ctx.invocation.identity_key} and {other_key} are now one "
+        "person to flybot, with the roles of both.",
+        tone="success",
+    )

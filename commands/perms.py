@@ -1,0 +1,113 @@
+"""`/fly perms grant|revoke|list`: who holds which role where."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from bot.store.engine import session_scope
+from bot.store.models import Grant, Identity
+from bot.store.principals import (
+    IdentityKey,
+    add_grant,
+    ensure_identity,
+    find_identity,
+    remove_grant,
+)
+from commands.context import CommandContext
+from commands.errors import CommandError
+from commands.registry import Param, Registry
+from commands.roles import ANY, Role, format_scope
+
+_SCOPE = (
+    Param("project", "project_or_all", required=False, help="a project, or * (the default)"),
+    Param("stage", "stage_or_all", required=False, help="a stage, or * (the default)"),
+)
+
+
+def _scope(ctx: CommandContext) -> tuple[str, str]:
+    return ctx.args.get("project", ANY), ctx.args.get("stage", ANY)
+
+
+def register(registry: Registry) -> None:
+    @registry.command(
+        "perms",
+        "grant",
+        summary="Give someone a role on a project and stage (default: everywhere).",
+        params=(
+            Param("user", "user", help="@mention or platform:workspace:user"),
+            Param("role", "role", help="viewer, deployer, approver or admin"),
+            *_SCOPE,
+        ),
+        role=Role.admin,
+        examples=("/fly perms grant @bob deployer ping-go dev",),
+    )
+    async def grant(ctx: CommandContext) -> None:
+        user: IdentityKey = ctx.args["user"]
+        role: Role = ctx.args["role"]
+        project, stage = _scope(ctx)
+        identity = ensure_identity(ctx.engine, user)
+        added = add_grant(
+            ctx.engine,
+            identity.principal_id,
+            role.name,
+            project,
+            stage,
+            granted_by=ctx.principal_id,
+        )
+        where = format_scope(project, stage)
+        if not added:
+            await ctx.say(f"{identity.display_name} already is {role.name} on {where}.")
+            return
+        await ctx.say(f"{identity.display_name} is now {role.name} on {where}.", tone="success")
+
+    @registry.command(
+        "perms",
+        "revoke",
+        summary="Take a role away (the same scope it was granted on).",
+        params=(Param("user", "user"), Param("role", "role"), *_SCOPE),
+        role=Role.admin,
+        examples=("/fly perms revoke @bob deployer ping-go dev",),
+    )
+    async def revoke(ctx: CommandContext) -> None:
+        user: IdentityKey = ctx.args["user"]
+        role: Role = ctx.args["role"]
+        project, stage = _scope(ctx)
+        with session_scope(ctx.engine) as session:
+            identity = find_identity(session, user)
+        where = format_scope(project, stage)
+        if identity is None or not remove_grant(
+            ctx.engine, identity.principal_id, role.name, project, stage
+        ):
+            raise CommandError(f"{user} has no {role.name} grant on {where}; nothing changed.")
+        await ctx.say(
+            f"{identity.display_name} is no longer {role.name} on {where}.", tone="success"
+        )
+
+    @registry.command(
+        "perms",
+        "list",
+        summary="List the grants, all or for one project.",
+        params=(Param("project", "project", required=False),),
+        role=Role.viewer,
+    )
+    async def list_grants(ctx: CommandContext) -> None:
+        project = ctx.args.get("project")
+        with session_scope(ctx.engine) as session:
+            query = select(Grant, Identity).join(
+                Identity, col(Identity.principal_id) == col(Grant.principal_id)
+            )
+            if project is not None:
+                query = query.where(col(Grant.project).in_([project, ANY]))
+            rows = session.exec(query.order_by(col(Grant.project), col(Grant.stage))).all()
+        seen: dict[tuple[int, str, str, str], list[str]] = {}
+        for grant, identity in rows:
+            key = (grant.principal_id, grant.role, grant.project, grant.stage)
+            seen.setdefault(key, []).append(
+                f"{identity.display_name} ({identity.platform}:{identity.user_id})"
+            )
+        lines = tuple(
+            f"{format_scope(p, s)}  {role}  {' = '.join(who)}"
+            for (_, role, p, s), who in seen.items()
+        )
+        title = f"Grants on {project}" if project else "Grants"
+        await ctx.say("" if lines else "No grants.", title=title, lines=lines)
