@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from bot.store import audit, dedupe
 from bot.store.models import AuditEntry
@@ -15,6 +16,7 @@ from commands.errors import CommandError, UsageError
 from commands.grammar import parse_tokens, split_words
 from commands.permissions import authorize
 from commands.port import Conversation, Invocation, Reply
+from commands.registry import Command
 from commands.roles import ANY
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,7 @@ class Dispatcher:
             log.info("dropped a repeated delivery %s", invocation.dedupe_key)
             return Outcome("duplicate")
         try:
-            tokens = split_words(invocation.text)
-            command, _ = services.registry.resolve(tuple(_leading_words(tokens)))
-            parsed = parse_tokens(tokens[len(command.path) :], command.switches)
-            args, flags = bind(command, parsed.words, parsed.flags, services.catalog, invocation)
+            command, args, flags = parse_invocation(services, invocation)
         except UsageError as exc:
             await conversation.reply_private(Reply(text=str(exc), tone="error"))
             return Outcome("usage", str(exc))
@@ -108,6 +107,17 @@ class Dispatcher:
                 entry.reason = f"{entry.reason}; {context.audit_note}".lstrip("; ")
             audit.record(services.engine, entry)
         return Outcome("ok")
+
+
+def parse_invocation(
+    services: Services, invocation: Invocation
+) -> tuple[Command, dict[str, Any], dict[str, Any]]:
+    """The command a line names, with checked arguments and flags. Pure: raises UsageError only."""
+    tokens = split_words(invocation.text)
+    command, _ = services.registry.resolve(tuple(_leading_words(tokens)))
+    parsed = parse_tokens(tokens[len(command.path) :], command.switches)
+    args, flags = bind(command, parsed.words, parsed.flags, services.catalog, invocation)
+    return command, args, flags
 
 
 def _leading_words(tokens: list[str]) -> list[str]:

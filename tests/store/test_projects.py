@@ -1,0 +1,89 @@
+"""flybot.toml and the fly.toml files of each stage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.projects import ConfigError, load_catalog
+from bot.settings import Settings, SettingsError
+from tests.support import REPO
+
+
+def test_the_example_project_has_dev_before_prod_and_prod_is_guarded() -> None:
+    catalog = load_catalog(REPO / "examples" / "flybot.toml")
+    project = catalog.projects["ping-go"]
+    assert project.stage_names == ["dev", "prod"]
+    dev, prod = project.stages
+    assert (dev.app, prod.app) == ("ping-go-dev", "ping-go-prod")
+    assert dev.policy.guarded == () and dev.policy.approvals == 0
+    assert prod.policy.guarded == ("deploy", "rollback", "scale", "secrets")
+    assert prod.policy.approvals == 1
+    assert prod.policy.approval_expires == timedelta(minutes=30)
+
+
+def make(tmp_path: Path, flybot: str, files: dict[str, str]) -> Path:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    config = tmp_path / "flybot.toml"
+    config.write_text(flybot)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("flybot", "files", "message"),
+    [
+        ('[projects.p]\npath = "p"\n', {"fly.toml": 'app = "a"\n[env\n'}, "fly.toml, line 2"),
+        (
+            '[projects.p]\npath = "p"\n',
+            {"fly.toml": 'primary_region = "nrt"\n'},
+            "the key 'app' is missing",
+        ),
+        ("[projects.p]\n", {"fly.toml": 'app = "a"\n'}, "the key 'path'"),
+        ('[projects.p]\npath = "nope"\n', {"fly.toml": 'app = "a"\n'}, "is not a folder"),
+        (
+            '[projects.p]\npath = "p"\n[projects.p.stages.prod]\napprovals = 1\n',
+            {"fly.toml": 'app = "a"\n'},
+            "stage 'prod' has no prod.fly.toml",
+        ),
+        (
+            '[projects.p]\npath = "p"\n[projects.p.stages.dev]\napprovls = 1\n',
+            {"fly.toml": 'app = "a"\n'},
+            "unknown key 'approvls'",
+        ),
+        (
+            '[projects.p]\npath = "p"\n[projects.p.stages.dev]\napproval_expires = "soon"\n',
+            {"fly.toml": 'app = "a"\n'},
+            "'approval_expires'",
+        ),
+        ('[projects.P_Q]\npath = "p"\n', {"fly.toml": 'app = "a"\n'}, "lowercase"),
+        ("[projects.p\n", {}, "flybot.toml, line 1"),
+    ],
+)
+def test_malformed_configuration_names_the_file_and_what_is_wrong(
+    tmp_path: Path, flybot: str, files: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_catalog(make(tmp_path, flybot, files))
+
+
+def test_settings_come_from_the_environment_and_hide_tokens(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "FLYBOT_DATABASE_URL": "sqlite:///x.db",
+            "FLY_API_TOKEN": "fm2_s3cret",
+            "FLYBOT_ADMINS": "slack:T1:U1, discord:2:3",
+            "FLY_FLAPS_BASE_URL": "http://127.0.0.1:9/",
+        }
+    )
+    assert settings.admins == ("slack:T1:U1", "discord:2:3")
+    assert settings.fly_flaps_base_url == "http://127.0.0.1:9"
+    assert "fm2_s3cret" not in repr(settings)
+    with pytest.raises(SettingsError, match="FLYBOT_ADMINS entry 'alice'"):
+        Settings.from_env({"FLYBOT_ADMINS": "alice"})
+    with pytest.raises(SettingsError, match="not a file"):
+        Settings.from_env({"FLYBOT_CONFIG": str(tmp_path / "missing.toml")})

@@ -1,0 +1,111 @@
+"""Storage on SQLite and on PostgreSQL (the shared-database mode), through the migrations."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import inspect, text
+
+from bot.clock import utcnow
+from bot.store import dedupe, locks, make_engine, upgrade
+from bot.store.migrate import current_revision
+from bot.store.principals import IdentityKey, add_grant, ensure_identity, remove_grant
+from commands.permissions import ensure_admins, highest_role
+from commands.roles import ANY, Role
+
+TABLES = {
+    "principal",
+    "identity",
+    "grant",
+    "project",
+    "stage",
+    "audit_entry",
+    "stage_lock",
+    "dedupe_key",
+    "link_request",
+    "alembic_version",
+}
+
+
+def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    upgrade(engine)
+    assert set(inspect(engine).get_table_names()) >= TABLES
+    assert current_revision(engine) == "0001"
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+
+
+def test_identities_are_keyed_on_immutable_ids_not_names(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    first = ensure_identity(engine, IdentityKey("slack", "T1", "U1"), "sam")
+    renamed = ensure_identity(engine, IdentityKey("slack", "T1", "U1"), "samantha")
+    other = ensure_identity(engine, IdentityKey("slack", "T1", "U2"), "sam")
+    assert renamed.principal_id == first.principal_id
+    assert renamed.display_name == "samantha"
+    assert other.principal_id != first.principal_id
+
+
+def test_grants_survive_a_new_engine(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    ensure_admins(engine, ("discord:42:7",))
+    ensure_admins(engine, ("discord:42:7",))  # idempotent
+    bob = ensure_identity(engine, IdentityKey("shell", "local", "bob"))
+    assert add_grant(engine, bob.principal_id, "deployer", "ping-go", "prod", None)
+    assert not add_grant(engine, bob.principal_id, "deployer", "ping-go", "prod", None)
+    engine.dispose()
+
+    reopened = make_engine(database_url)
+    admin = ensure_identity(reopened, IdentityKey("discord", "42", "7"))
+    assert highest_role(reopened, admin.principal_id, "x", "y") == Role.admin
+    assert highest_role(reopened, bob.principal_id, "ping-go", "prod") == Role.deployer
+    assert highest_role(reopened, bob.principal_id, "ping-go", ANY) is None
+    assert remove_grant(reopened, bob.principal_id, "deployer", "ping-go", "prod")
+    assert highest_role(reopened, bob.principal_id, "ping-go", "prod") is None
+
+
+def test_two_racing_lockers_get_one_lock(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    owners = [ensure_identity(engine, IdentityKey("shell", "local", f"u{i}")) for i in range(8)]
+    results: list[bool] = []
+    barrier = threading.Barrier(len(owners))
+
+    def take(owner_id: int) -> None:
+        barrier.wait()
+        taken, _ = locks.acquire(
+            engine, "ping-go", "prod", owner_id, "x", "", utcnow() + timedelta(hours=1)
+        )
+        results.append(taken)
+
+    threads = [threading.Thread(target=take, args=(o.principal_id,)) for o in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_a_delivery_key_is_claimed_once_across_engines(database_url: str) -> None:
+    first, second = make_engine(database_url), make_engine(database_url)
+    upgrade(first)
+    assert dedupe.claim(first, "slack:Ev1")
+    assert not dedupe.claim(second, "slack:Ev1")
+    assert dedupe.claim(second, "slack:Ev2")
+
+
+def test_postgres_urls_are_normalised() -> None:
+    from bot.store.engine import normalize_url
+
+    assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
