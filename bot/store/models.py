@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utcnow
@@ -129,3 +129,56 @@ class LinkRequest(SQLModel, table=True):
     state: str = Field(default="started", max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+ACTIVE_DEPLOY_STATES = ("queued", "running")
+
+
+class Release(SQLModel, table=True):
+    """One deploy of one stage: the durable job while it runs, the release record after.
+
+    At most one release per Fly app is queued or running at a time: a partial unique index
+    enforces it in the database, so two bot instances cannot both start a deploy.
+    """
+
+    __tablename__ = "release"
+    __table_args__ = (
+        UniqueConstraint("app", "version"),
+        Index(
+            "uq_release_active_app",
+            "app",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=100, index=True)
+    stage: str = Field(max_length=100)
+    app: str = Field(max_length=100)
+    version: int
+    kind: str = Field(default="deploy", max_length=16)  # deploy | rollback | restart
+    image: str = Field(max_length=500)
+    image_digest: str = Field(default="", max_length=100)
+    previous_image: str = Field(default="", max_length=500)
+    config_hash: str = Field(default="", max_length=64)
+    config_json: str = Field(default="{}")  # per-group machine configs, for rollback
+    strategy: str = Field(default="rolling", max_length=16)
+    state: str = Field(default="queued", max_length=16)
+    # queued | running | succeeded | failed | rolled_back | interrupted
+    requested_by: int | None = Field(default=None, foreign_key="principal.id")
+    requester_name: str = Field(default="", max_length=200)
+    approvers: str = Field(default="")  # comma-separated display names
+    fly_release_id: str = Field(default="", max_length=100)
+    error: str = Field(default="")
+    platform: str = Field(default="", max_length=16)
+    channel_id: str = Field(default="", max_length=100)
+    thread_id: str = Field(default="", max_length=100)
+    message_id: str = Field(default="", max_length=100)
+    leases_json: str = Field(default="{}")  # machine id -> lease nonce, while held
+    instance_id: str = Field(default="", max_length=64)  # the bot process running it
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
