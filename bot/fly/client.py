@@ -1,0 +1,859 @@
+"""The async client flybot uses to talk to Fly: Machines REST, releases, GraphQL, Prometheus."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import uuid
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from bot.fly.config import FlyConfig, authorization_header
+from bot.fly.errors import (
+    FlyAPIError,
+    FlyTimeoutError,
+    LeaseHeldError,
+    NotFoundError,
+    TransportError,
+    error_class_for,
+)
+from bot.fly.models import (
+    App,
+    Certificate,
+    Lease,
+    Machine,
+    MachineConfig,
+    MachineEvent,
+    MachinePage,
+    PromSample,
+    PromSeries,
+    Release,
+    Secret,
+    SecretsSetResult,
+    WaitResult,
+)
+from bot.fly.retry import (
+    is_ambiguous,
+    is_safe_to_resend,
+    is_transient,
+    parse_retry_after,
+    with_retries,
+)
+
+log = logging.getLogger("bot.fly")
+
+M = TypeVar("M", bound=BaseModel)
+
+LEASE_NONCE_HEADER = "fly-machine-lease-nonce"
+REQUEST_ID_HEADER = "fly-request-id"
+NEXT_CURSOR_HEADER = "fly-next-cursor"
+# Written into the metadata of every machine the client creates, so an ambiguous create
+# (408, timeout, 5xx) can be checked before it is retried.
+LAUNCH_ID_KEY = "flybot_launch_id"
+# Fly blocks a wait call for at most 60 s; longer waits are a loop of calls.
+MAX_WAIT_PER_CALL = 60
+
+_CURRENT_RELEASE_QUERY = """
+query ($appName: String!) {
+  app(name: $appName) {
+    currentReleaseUnprocessed { id version status description imageRef createdAt }
+  }
+}
+"""
+
+
+class _FlyAuth(httpx.Auth):
+    """Adds the Authorization header at send time, so the token lives in one place."""
+
+    def __init__(self, token: str) -> None:
+        self._header = authorization_header(token) if token else None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._header:
+            request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return "_FlyAuth(<redacted>)"
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _config_json(config: MachineConfig | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(config, MachineConfig):
+        return config.to_json()
+    return copy.deepcopy(dict(config))
+
+
+def _unix(value: datetime | float) -> str:
+    return f"{value.timestamp() if isinstance(value, datetime) else float(value):.3f}"
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class FlyClient:
+    """One client for everything flybot asks of Fly. Use as `async with FlyClient(cfg) as fly:`
+    or call `aclose()`. Every call has a timeout and retries transient failures within the
+    config's retry policy; every failure is raised as a `FlyAPIError`."""
+
+    def __init__(
+        self, config: FlyConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self._auth = _FlyAuth(config.token)
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=config.timeouts.httpx(),
+            headers={"User-Agent": config.user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **overrides: Any,
+    ) -> FlyClient:
+        return cls(FlyConfig.from_env(environ, **overrides), transport=transport)
+
+    def __repr__(self) -> str:
+        return (
+            f"FlyClient(org={self.config.org!r}, flaps={self.config.flaps_base_url!r}, "
+            f"api={self.config.api_base_url!r})"
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> FlyClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        token = self.config.token
+        return text.replace(token, "[redacted]") if token else text
+
+    def _machines_url(self, app: str, *parts: str) -> str:
+        url = f"{self.config.flaps_base_url}/v1/apps/{_seg(app)}/machines"
+        return "/".join([url, *(_seg(p) for p in parts)])
+
+    def _app_url(self, app: str, *parts: str) -> str:
+        url = f"{self.config.flaps_base_url}/v1/apps/{_seg(app)}"
+        return "/".join([url, *(_seg(p) for p in parts)])
+
+    async def _send_once(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+        accept: Iterable[int] = (),
+        cap: float | None = None,
+    ) -> httpx.Response:
+        """One HTTP exchange; a non-2xx status not in `accept` becomes a FlyAPIError."""
+        path = httpx.URL(url).path
+        timeout = self.config.timeouts.httpx(read=read_timeout, cap=cap)
+        try:
+            resp = await self._http.request(
+                method,
+                url,
+                params=_drop_none(params or {}),
+                json=json,
+                headers=dict(headers or {}),
+                timeout=timeout,
+                auth=self._auth,
+            )
+        except httpx.TimeoutException as exc:
+            raise FlyTimeoutError(
+                f"no answer in time ({type(exc).__name__})",
+                method=method,
+                path=path,
+                request_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransportError(
+                f"{type(exc).__name__}: {self._redact(str(exc)) or 'transport failure'}",
+                method=method,
+                path=path,
+                request_sent=not isinstance(exc, httpx.ConnectError),
+            ) from exc
+        if resp.is_success or resp.status_code in set(accept):
+            return resp
+        raise self._error_from(method, path, resp)
+
+    def _error_from(self, method: str, path: str, resp: httpx.Response) -> FlyAPIError:
+        message, code = "", None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            message = str(body.get("error") or body.get("message") or "")
+            code = body.get("status") if isinstance(body.get("status"), str) else None
+        if not message:
+            message = resp.text.strip()[:300] or resp.reason_phrase or "request failed"
+        cls = error_class_for(resp.status_code)
+        if resp.status_code == 409 and ("/lease" in path or "lease" in message.lower()):
+            cls = LeaseHeldError
+        return cls(
+            self._redact(message),
+            method=method,
+            path=path,
+            status=resp.status_code,
+            request_id=resp.headers.get(REQUEST_ID_HEADER),
+            error_code=code,
+            retry_after=parse_retry_after(resp.headers.get("retry-after")),
+        )
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        read_timeout: float | None = None,
+        accept: Iterable[int] = (),
+        budget: float | None = None,
+    ) -> httpx.Response:
+        """One logical call with retries. Non-idempotent calls are resent only when Fly
+        surely did not act on the previous try (429, connection refused)."""
+        policy = self.config.retry if budget is None else replace(self.config.retry, budget=budget)
+        accepted = tuple(accept)
+
+        async def attempt(remaining: float) -> httpx.Response:
+            return await self._send_once(
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=headers,
+                read_timeout=read_timeout,
+                accept=accepted,
+                cap=remaining,
+            )
+
+        return await with_retries(
+            attempt, policy, retry_if=is_transient if idempotent else is_safe_to_resend
+        )
+
+    def _json(self, method: str, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise TransportError(
+                f"expected JSON, got {resp.headers.get('content-type', 'no content type')}",
+                method=method,
+                path=resp.request.url.path,
+                status=resp.status_code,
+                request_id=resp.headers.get(REQUEST_ID_HEADER),
+            ) from exc
+
+    def _parse(self, resp: httpx.Response, model: type[M], data: Any) -> M:
+        """`data` as `model`; an answer of the wrong shape is a FlyAPIError, not a crash."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise FlyAPIError(
+                f"unexpected answer for {model.__name__}: {exc.error_count()} field(s) wrong, "
+                f"first at {'.'.join(str(x) for x in exc.errors()[0]['loc']) or 'top level'}",
+                method=resp.request.method,
+                path=resp.request.url.path,
+                status=resp.status_code,
+                request_id=resp.headers.get(REQUEST_ID_HEADER),
+            ) from None
+
+    @staticmethod
+    def _nonce(lease_nonce: str | None) -> dict[str, str]:
+        return {LEASE_NONCE_HEADER: lease_nonce} if lease_nonce else {}
+
+    # --- apps ---------------------------------------------------------------------------
+
+    async def get_app(self, app: str) -> App:
+        resp = await self._call("GET", self._app_url(app))
+        return self._parse(resp, App, self._json("GET", resp))
+
+    async def list_apps(self, org: str | None = None) -> list[App]:
+        url = f"{self.config.flaps_base_url}/v1/apps"
+        resp = await self._call("GET", url, params={"org_slug": org or self.config.org})
+        body = self._json("GET", resp)
+        items = body.get("apps", []) if isinstance(body, dict) else body
+        return [self._parse(resp, App, a) for a in items or []]
+
+    # --- machines -----------------------------------------------------------------------
+
+    async def list_machines_page(
+        self,
+        app: str,
+        *,
+        region: str | None = None,
+        state: str | Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> MachinePage:
+        params: dict[str, Any] = {
+            "region": region,
+            "state": state if state is None or isinstance(state, str) else ",".join(state),
+            "include_deleted": "true" if include_deleted else None,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        for key, value in (metadata or {}).items():
+            params[f"metadata.{key}"] = value
+        resp = await self._call("GET", self._machines_url(app), params=params)
+        machines = [self._parse(resp, Machine, m) for m in self._json("GET", resp) or []]
+        return MachinePage(machines=machines, next_cursor=resp.headers.get(NEXT_CURSOR_HEADER))
+
+    async def list_machines(
+        self,
+        app: str,
+        *,
+        region: str | None = None,
+        state: str | Sequence[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        include_deleted: bool = False,
+        page_size: int | None = None,
+    ) -> list[Machine]:
+        """Every matching machine, following `fly-next-cursor` page after page."""
+        machines: list[Machine] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_machines_page(
+                app,
+                region=region,
+                state=state,
+                metadata=metadata,
+                include_deleted=include_deleted,
+                limit=page_size,
+                cursor=cursor,
+            )
+            machines.extend(page.machines)
+            if not page.next_cursor or page.next_cursor == cursor:
+                return machines
+            cursor = page.next_cursor
+
+    async def get_machine(self, app: str, machine_id: str) -> Machine:
+        resp = await self._call("GET", self._machines_url(app, machine_id))
+        return self._parse(resp, Machine, self._json("GET", resp))
+
+    async def create_machine(
+        self,
+        app: str,
+        config: MachineConfig | Mapping[str, Any],
+        *,
+        region: str | None = None,
+        name: str | None = None,
+        lease_ttl: int | None = None,
+        skip_launch: bool | None = None,
+        skip_service_registration: bool | None = None,
+        min_secrets_version: int | None = None,
+        launch_id: str | None = None,
+    ) -> Machine:
+        """Create a machine. A unique launch id goes into its metadata (`flybot_launch_id`);
+        after an ambiguous failure the client looks for a machine carrying it and returns that
+        one instead of creating a second. A machine found that way has no lease nonce."""
+        launch_id = launch_id or uuid.uuid4().hex
+        cfg = _config_json(config)
+        cfg["metadata"] = {**(cfg.get("metadata") or {}), LAUNCH_ID_KEY: launch_id}
+        body = _drop_none(
+            {
+                "config": cfg,
+                "region": region,
+                "name": name,
+                "lease_ttl": lease_ttl,
+                "skip_launch": skip_launch,
+                "skip_service_registration": skip_service_registration,
+                "min_secrets_version": min_secrets_version,
+            }
+        )
+        url = self._machines_url(app)
+
+        async def attempt(remaining: float) -> Machine:
+            try:
+                resp = await self._send_once("POST", url, json=body, cap=remaining)
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                existing = await self._find_launched(app, launch_id, exc, remaining)
+                if existing is not None:
+                    return existing
+                raise
+            return self._parse(resp, Machine, self._json("POST", resp))
+
+        return await with_retries(attempt, self.config.retry, retry_if=is_transient)
+
+    async def _find_launched(
+        self, app: str, launch_id: str, cause: FlyAPIError, budget: float
+    ) -> Machine | None:
+        try:
+            resp = await self._call(
+                "GET",
+                self._machines_url(app),
+                params={f"metadata.{LAUNCH_ID_KEY}": launch_id},
+                budget=max(budget, 0.5),
+            )
+        except FlyAPIError as exc:
+            # Unknown whether the create happened: resending could make a second machine.
+            raise FlyAPIError(
+                f"machine create may have succeeded (launch id {launch_id}) but checking "
+                f"failed: {exc.message}",
+                method=cause.method,
+                path=cause.path,
+                status=cause.status,
+                request_id=cause.request_id,
+            ) from exc
+        for item in self._json("GET", resp) or []:
+            machine = self._parse(resp, Machine, item)
+            if machine.metadata.get(LAUNCH_ID_KEY) == launch_id:
+                log.info(
+                    "machine create answered %s but %s exists: using it", cause.status, machine.id
+                )
+                return machine
+        return None
+
+    async def update_machine(
+        self,
+        app: str,
+        machine_id: str,
+        config: MachineConfig | Mapping[str, Any],
+        *,
+        current_version: str | None = None,
+        lease_nonce: str | None = None,
+        min_secrets_version: int | None = None,
+        skip_launch: bool | None = None,
+        skip_service_registration: bool | None = None,
+    ) -> Machine:
+        """Replace the machine's WHOLE config (Fly has no partial update). With
+        `current_version`, Fly answers 409 if the machine changed meanwhile; such an update is
+        then not resent after an ambiguous failure (the resend would 409 on our own change)."""
+        body = _drop_none(
+            {
+                "config": _config_json(config),
+                "current_version": current_version,
+                "min_secrets_version": min_secrets_version,
+                "skip_launch": skip_launch,
+                "skip_service_registration": skip_service_registration,
+            }
+        )
+        resp = await self._call(
+            "POST",
+            self._machines_url(app, machine_id),
+            json=body,
+            headers=self._nonce(lease_nonce),
+            idempotent=current_version is None,
+        )
+        return self._parse(resp, Machine, self._json("POST", resp))
+
+    async def start_machine(
+        self, app: str, machine_id: str, *, lease_nonce: str | None = None
+    ) -> None:
+        await self._call(
+            "POST", self._machines_url(app, machine_id, "start"), headers=self._nonce(lease_nonce)
+        )
+
+    async def stop_machine(
+        self,
+        app: str,
+        machine_id: str,
+        *,
+        signal: str | None = None,
+        timeout: str | None = None,
+        lease_nonce: str | None = None,
+    ) -> None:
+        body = _drop_none({"signal": signal, "timeout": timeout})
+        await self._call(
+            "POST",
+            self._machines_url(app, machine_id, "stop"),
+            json=body or None,
+            headers=self._nonce(lease_nonce),
+        )
+
+    async def restart_machine(
+        self,
+        app: str,
+        machine_id: str,
+        *,
+        signal: str | None = None,
+        timeout: str | None = None,
+        lease_nonce: str | None = None,
+    ) -> None:
+        await self._call(
+            "POST",
+            self._machines_url(app, machine_id, "restart"),
+            params={"signal": signal, "timeout": timeout},
+            headers=self._nonce(lease_nonce),
+        )
+
+    async def delete_machine(
+        self, app: str, machine_id: str, *, force: bool = False, lease_nonce: str | None = None
+    ) -> None:
+        """Destroy a machine. Fly destroys asynchronously: wait for `destroyed` if it matters."""
+        await self._call(
+            "DELETE",
+            self._machines_url(app, machine_id),
+            params={"force": "true" if force else None},
+            headers=self._nonce(lease_nonce),
+        )
+
+    async def cordon_machine(
+        self, app: str, machine_id: str, *, lease_nonce: str | None = None
+    ) -> None:
+        await self._call(
+            "POST", self._machines_url(app, machine_id, "cordon"), headers=self._nonce(lease_nonce)
+        )
+
+    async def uncordon_machine(
+        self, app: str, machine_id: str, *, lease_nonce: str | None = None
+    ) -> None:
+        await self._call(
+            "POST",
+            self._machines_url(app, machine_id, "uncordon"),
+            headers=self._nonce(lease_nonce),
+        )
+
+    async def wait_for_state(
+        self,
+        app: str,
+        machine_id: str,
+        state: str | Sequence[str] = "started",
+        *,
+        version: str | None = None,
+        timeout: float = 60.0,
+        from_event_id: str | None = None,
+    ) -> WaitResult:
+        """Block until the machine reaches `state` (started, stopped, suspended, destroyed,
+        failed, settled) or `timeout` seconds pass, calling Fly's wait (≤ 60 s a call) again
+        as often as needed. Raises FlyTimeoutError at the deadline."""
+        states = state if isinstance(state, str) else ",".join(state)
+        url = self._machines_url(app, machine_id, "wait")
+        margin = self.config.timeouts.wait_margin
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FlyTimeoutError(
+                    f"machine {machine_id} did not reach {states} within {timeout:g}s",
+                    method="GET",
+                    path=httpx.URL(url).path,
+                )
+            # Fly takes whole seconds; rounding down keeps the last call from overshooting.
+            per_call = max(1, min(MAX_WAIT_PER_CALL, math.floor(remaining)))
+            resp = await self._call(
+                "GET",
+                url,
+                params={
+                    "state": states,
+                    "timeout": per_call,
+                    "version": version,
+                    "from_event_id": from_event_id,
+                },
+                read_timeout=per_call + margin,
+                budget=remaining + margin,
+                accept=(408,),  # Fly's "not yet": ask again until our own deadline
+            )
+            if resp.status_code == 408:
+                continue
+            body = self._json("GET", resp) if resp.content else {}
+            return self._parse(resp, WaitResult, body or {"ok": True, "state": states})
+
+    async def list_events(
+        self, app: str, machine_id: str, *, limit: int | None = None
+    ) -> list[MachineEvent]:
+        resp = await self._call(
+            "GET", self._machines_url(app, machine_id, "events"), params={"limit": limit}
+        )
+        return [self._parse(resp, MachineEvent, e) for e in self._json("GET", resp) or []]
+
+    # --- leases -------------------------------------------------------------------------
+
+    def _lease(self, resp: httpx.Response) -> Lease:
+        body = self._json(resp.request.method, resp)
+        # Fly wraps a lease as {"status": "success", "data": {...}}; older docs show it bare.
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        return self._parse(resp, Lease, body)
+
+    async def acquire_lease(
+        self, app: str, machine_id: str, *, ttl: int = 13, description: str | None = None
+    ) -> Lease:
+        """Take the machine's lease; LeaseHeldError when someone else holds it."""
+        resp = await self._call(
+            "POST",
+            self._machines_url(app, machine_id, "lease"),
+            json=_drop_none({"ttl": ttl, "description": description}),
+            idempotent=False,  # a resend after an applied first try would 409 on our own lease
+        )
+        return self._lease(resp)
+
+    async def refresh_lease(self, app: str, machine_id: str, nonce: str, *, ttl: int = 13) -> Lease:
+        resp = await self._call(
+            "POST",
+            self._machines_url(app, machine_id, "lease"),
+            json={"ttl": ttl},
+            headers=self._nonce(nonce),
+        )
+        return self._lease(resp)
+
+    async def release_lease(self, app: str, machine_id: str, nonce: str) -> None:
+        await self._call(
+            "DELETE", self._machines_url(app, machine_id, "lease"), headers=self._nonce(nonce)
+        )
+
+    async def get_lease(self, app: str, machine_id: str) -> Lease | None:
+        """The current lease, or None when the machine is not leased."""
+        try:
+            resp = await self._call("GET", self._machines_url(app, machine_id, "lease"))
+        except NotFoundError:
+            return None
+        lease = self._lease(resp)
+        return lease if lease.nonce or lease.owner else None
+
+    # --- metadata -----------------------------------------------------------------------
+
+    async def get_metadata(self, app: str, machine_id: str) -> dict[str, str]:
+        resp = await self._call("GET", self._machines_url(app, machine_id, "metadata"))
+        return {str(k): str(v) for k, v in (self._json("GET", resp) or {}).items()}
+
+    async def set_metadata(self, app: str, machine_id: str, key: str, value: str) -> None:
+        await self._call(
+            "POST", self._machines_url(app, machine_id, "metadata", key), json={"value": value}
+        )
+
+    async def delete_metadata(self, app: str, machine_id: str, key: str) -> None:
+        await self._call("DELETE", self._machines_url(app, machine_id, "metadata", key))
+
+    async def update_metadata(
+        self,
+        app: str,
+        machine_id: str,
+        values: Mapping[str, str | None],
+        *,
+        machine_version: str | None = None,
+    ) -> None:
+        """Set and remove (None) several keys in one PATCH; 412 (PreconditionFailedError)
+        when `machine_version` no longer matches."""
+        body = _drop_none({"metadata": dict(values), "machine_version": machine_version})
+        await self._call("PATCH", self._machines_url(app, machine_id, "metadata"), json=body)
+
+    # --- secrets ------------------------------------------------------------------------
+
+    async def list_secrets(self, app: str) -> list[Secret]:
+        """Names and digests only: values are never requested."""
+        resp = await self._call("GET", self._app_url(app, "secrets"))
+        body = self._json("GET", resp)
+        items = body.get("secrets", []) if isinstance(body, dict) else body
+        return [self._parse(resp, Secret, s) for s in items or []]
+
+    async def set_secrets(self, app: str, values: Mapping[str, str | None]) -> SecretsSetResult:
+        """Set (str) and unset (None) secrets in one call. Pass the returned `version` as
+        `min_secrets_version` on the next machine create/update so machines see them."""
+        resp = await self._call(
+            "POST", self._app_url(app, "secrets"), json={"values": dict(values)}
+        )
+        return self._parse(resp, SecretsSetResult, self._json("POST", resp))
+
+    async def unset_secrets(self, app: str, names: Iterable[str]) -> SecretsSetResult:
+        return await self.set_secrets(app, dict.fromkeys(names))
+
+    # --- certificates -------------------------------------------------------------------
+
+    async def list_certificates(self, app: str) -> list[Certificate]:
+        certs: list[Certificate] = []
+        cursor: str | None = None
+        while True:
+            resp = await self._call(
+                "GET", self._app_url(app, "certificates"), params={"cursor": cursor}
+            )
+            body = self._json("GET", resp)
+            items = body.get("certificates", []) if isinstance(body, dict) else body
+            certs.extend(self._parse(resp, Certificate, c) for c in items or [])
+            nxt = body.get("next_cursor") if isinstance(body, dict) else None
+            if not nxt or nxt == cursor:
+                return certs
+            cursor = nxt
+
+    async def add_certificate(self, app: str, hostname: str) -> Certificate:
+        """Ask for a Let's Encrypt certificate; show the user `dns_requirements`."""
+        resp = await self._call(
+            "POST",
+            self._app_url(app, "certificates", "acme"),
+            json={"hostname": hostname},
+            idempotent=False,
+        )
+        return self._parse(resp, Certificate, self._json("POST", resp))
+
+    async def get_certificate(self, app: str, hostname: str) -> Certificate:
+        resp = await self._call("GET", self._app_url(app, "certificates", hostname))
+        return self._parse(resp, Certificate, self._json("GET", resp))
+
+    async def check_certificate(self, app: str, hostname: str) -> Certificate:
+        resp = await self._call("POST", self._app_url(app, "certificates", hostname, "check"))
+        return self._parse(resp, Certificate, self._json("POST", resp))
+
+    async def delete_certificate(self, app: str, hostname: str) -> None:
+        await self._call("DELETE", self._app_url(app, "certificates", hostname))
+
+    # --- releases (api.fly.io) ----------------------------------------------------------
+
+    async def create_release(
+        self,
+        app: str,
+        image: str,
+        *,
+        definition: Mapping[str, Any] | None = None,
+        strategy: str = "rolling",
+    ) -> Release:
+        body = _drop_none(
+            {
+                "app_name": app,
+                "image": image,
+                "definition": dict(definition) if definition is not None else None,
+                "strategy": strategy,
+            }
+        )
+        resp = await self._call(
+            "POST", f"{self.config.api_base_url}/api/v1/releases", json=body, idempotent=False
+        )
+        data = self._json("POST", resp)
+        return self._parse(
+            resp, Release, data.get("release", data) if isinstance(data, dict) else data
+        )
+
+    async def update_release(self, release_id: str, status: str) -> None:
+        """status: running | complete | failed | interrupted."""
+        await self._call(
+            "PATCH",
+            f"{self.config.api_base_url}/api/v1/releases/{_seg(release_id)}",
+            json={"status": status},
+        )
+
+    async def list_releases(self, app: str, *, limit: int | None = None) -> list[Release]:
+        resp = await self._call(
+            "GET",
+            f"{self.config.api_base_url}/api/v1/apps/{_seg(app)}/releases",
+            params={"limit": limit},
+        )
+        body = self._json("GET", resp)
+        if isinstance(body, dict):
+            body = body.get("releases", body.get("data", []))
+        return [self._parse(resp, Release, r) for r in body or []]
+
+    async def current_release(self, app: str) -> Release | None:
+        data = await self.graphql(_CURRENT_RELEASE_QUERY, {"appName": app})
+        app_data = data.get("app") or {}
+        current = app_data.get("currentReleaseUnprocessed") if isinstance(app_data, dict) else None
+        if not current:
+            return None
+        try:
+            return Release.model_validate(current)
+        except ValidationError:
+            raise FlyAPIError(
+                "unexpected answer for Release from GraphQL",
+                method="POST",
+                path=httpx.URL(f"{self.config.api_base_url}/graphql").path,
+            ) from None
+
+    async def graphql(
+        self, query: str, variables: Mapping[str, Any] | None = None, *, idempotent: bool = True
+    ) -> dict[str, Any]:
+        """Run a GraphQL query (pass idempotent=False for a mutation); returns `data`."""
+        url = f"{self.config.api_base_url}/graphql"
+        resp = await self._call(
+            "POST",
+            url,
+            json={"query": query, "variables": dict(variables or {})},
+            idempotent=idempotent,
+        )
+        body = self._json("POST", resp)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors:
+            first: dict[str, Any] = (
+                errors[0] if isinstance(errors[0], dict) else {"message": str(errors[0])}
+            )
+            code = str((first.get("extensions") or {}).get("code") or "")
+            cls = NotFoundError if code == "NOT_FOUND" else FlyAPIError
+            raise cls(
+                self._redact(str(first.get("message") or "GraphQL error")),
+                method="POST",
+                path=httpx.URL(url).path,
+                status=resp.status_code,
+                request_id=resp.headers.get(REQUEST_ID_HEADER),
+                error_code=code or None,
+            )
+        data = body.get("data") if isinstance(body, dict) else None
+        return data or {}
+
+    # --- prometheus ---------------------------------------------------------------------
+
+    async def prom_query(
+        self, query: str, *, at: datetime | float | None = None
+    ) -> list[PromSeries]:
+        """An instant query; each series has one sample."""
+        params = {"query": query, "time": _unix(at) if at is not None else None}
+        return await self._prom("query", params)
+
+    async def prom_query_range(
+        self,
+        query: str,
+        *,
+        start: datetime | float,
+        end: datetime | float,
+        step: float | str,
+    ) -> list[PromSeries]:
+        params = {"query": query, "start": _unix(start), "end": _unix(end), "step": str(step)}
+        return await self._prom("query_range", params)
+
+    async def _prom(self, endpoint: str, params: Mapping[str, Any]) -> list[PromSeries]:
+        url = f"{self.config.prometheus_url}/api/v1/{endpoint}"
+        resp = await self._call("GET", url, params=params)
+        body = self._json("GET", resp)
+        if not isinstance(body, dict) or body.get("status") != "success":
+            message = body.get("error") if isinstance(body, dict) else None
+            raise FlyAPIError(
+                self._redact(str(message or "Prometheus query failed")),
+                method="GET",
+                path=httpx.URL(url).path,
+                status=resp.status_code,
+                request_id=resp.headers.get(REQUEST_ID_HEADER),
+            )
+        series: list[PromSeries] = []
+        for item in (body.get("data") or {}).get("result") or []:
+            pairs = item.get("values") or ([item["value"]] if "value" in item else [])
+            series.append(
+                PromSeries(
+                    metric={str(k): str(v) for k, v in (item.get("metric") or {}).items()},
+                    samples=[PromSample(timestamp=float(t), value=float(v)) for t, v in pairs],
+                )
+            )
+        return series
