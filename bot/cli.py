@@ -19,6 +19,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     shell = sub.add_parser("shell", help="a terminal chat: each line is a /fly command")
     shell.add_argument("--as", dest="user", default="you", help="who is typing (default: you)")
+    sandbox = sub.add_parser(
+        "sandbox", help="the shell against the built-in Fly simulator, with demo projects"
+    )
+    sandbox.add_argument(
+        "--as",
+        dest="user",
+        default="alice",
+        help="who is typing: alice (admin), bob (deployer), carol (approver)",
+    )
+    simulator = sub.add_parser("simulator", help="run the Fly simulator alone on loopback")
+    simulator.add_argument("--port", type=int, default=4280, help="port (default 4280)")
+    simulator.add_argument("--seed", default="demo", help="'demo' (default) or 'empty'")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the database migrations")
@@ -44,12 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "shell":
             from adapters.shell.session import run_shell
-            from bot.app import build_dispatcher
+            from bot.app import build_services
 
-            dispatcher = build_dispatcher(settings)
             history = Path.home() / ".flybot_history"
-            asyncio.run(run_shell(dispatcher, args.user, history_file=history))
+            asyncio.run(run_shell(build_services(settings), args.user, history_file=history))
             return 0
+        if args.command == "sandbox":
+            from bot.sandbox import run_sandbox
+
+            return run_sandbox(args.user)
+        if args.command == "simulator":
+            from bot.fly.simulator import cli_main
+
+            return cli_main(port=args.port, seed=None if args.seed == "empty" else args.seed)
     except (SettingsError, ConfigError) as exc:
         print(f"flybot: {exc}", file=sys.stderr)
         return 2

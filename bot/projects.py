@@ -19,6 +19,7 @@ from sqlmodel import delete, select
 from tomlkit.exceptions import ParseError
 
 from bot.durations import parse_duration
+from bot.freeze import FreezeWindow
 from bot.store.engine import session_scope
 from bot.store.models import ProjectRow, StageRow
 
@@ -145,6 +146,11 @@ def _policy(stage: str, raw: dict[str, Any], where: str) -> StagePolicy:
     freeze = raw.get("freeze", [])
     if not isinstance(freeze, list):
         raise ConfigError(f"{where}: 'freeze' must be a list of windows.")
+    for window in freeze:
+        try:
+            FreezeWindow.parse(str(window))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: 'freeze': {exc}") from None
     return StagePolicy(
         approvals=approvals,
         approver_role=str(raw.get("approver_role", defaults.approver_role)),

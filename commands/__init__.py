@@ -5,10 +5,10 @@ It speaks to people only through `commands.port.Conversation` and never imports 
 
 from __future__ import annotations
 
-from commands import audit, help, identity, locks, perms
+from commands import approvals, audit, deploy, help, identity, locks, perms, status
 from commands.registry import Registry
 
-FAMILIES = (help, identity, perms, audit, locks)
+FAMILIES = (help, identity, perms, audit, locks, status, deploy, approvals)
 
 
 def build_registry() -> Registry:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from bot.deploy.engine import Deployer
 from sqlalchemy.engine import Engine
 
+from bot.fly import FlyClient
+from bot.jobs import JobRunner
 from bot.projects import Catalog
 from bot.settings import Settings
-from commands.port import Conversation, Invocation, Reply, Tone
+from commands.guard import Approved
+from commands.port import Conversation, Invocation, MessageRef, Reply, Tone
 from commands.registry import Command, Registry
 
 
@@ -21,6 +25,9 @@ class Services:
     catalog: Catalog
     settings: Settings
     registry: Registry
+    fly: FlyClient | None = None  # None when no Fly token is configured
+    deployer: Deployer | None = None
+    jobs: JobRunner = field(default_factory=JobRunner)
 
 
 @dataclass
@@ -33,6 +40,9 @@ class CommandContext:
     principal_id: int
     services: Services
     audit_note: str = ""  # added to the audit entry's reason, e.g. "force-unlock of bob's lock"
+    scope: tuple[str, str] | None = None  # the (project, stage) acted on, when no argument says
+    approved: Approved | None = None  # set when running an approved request
+    thread: MessageRef | None = None  # the thread to report in, when there already is one
 
     @property
     def engine(self) -> Engine:

@@ -17,6 +17,8 @@ from typing import TextIO
 from rich.console import Console
 
 from adapters.shell.conversation import CHANNEL, ShellConversation
+from bot.app import recover_interrupted
+from commands.context import Services
 from commands.dispatch import Dispatcher
 from commands.port import Invocation
 
@@ -28,6 +30,7 @@ _USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 class ShellSession:
     def __init__(self, dispatcher: Dispatcher, user: str, console: Console) -> None:
         self.dispatcher = dispatcher
+        self.jobs = dispatcher.services.jobs
         self.user = user
         self.console = console
         self._lines: Iterator[str] | None = None
@@ -51,6 +54,9 @@ class ShellSession:
             return True
         if text in ("quit", "exit"):
             return False
+        if text == "wait":  # a shell-only word: let background work (deploys) finish
+            await self.jobs.wait_all()
+            return True
         if text == "as" or text.startswith("as "):
             name = text[3:].strip().lstrip("@")
             if not _USER.match(name):
@@ -77,27 +83,39 @@ class ShellSession:
                 self.console.print(f"{self.user}> {line.strip()}", style="bold", highlight=False)
             if not await self.run_line(line):
                 break
+        await self.jobs.wait_all()
 
     async def run_interactive(self, history_file: Path | None) -> None:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.patch_stdout import patch_stdout
 
         history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
         prompt: PromptSession[str] = PromptSession(history=history)
         self.console.print(
-            "flybot shell — type `help`, `as <user>` to switch user, `quit` to leave.", style="dim"
+            "flybot shell — type `help`, `as <user>` to switch user, `wait` to wait for "
+            "deploys, `quit` to leave.",
+            style="dim",
         )
-        while True:
-            try:
-                line = await prompt.prompt_async(f"{self.user}> ")
-            except (EOFError, KeyboardInterrupt):
-                break
-            if not await self.run_line(line):
-                break
+        with patch_stdout(raw=True):  # background progress prints above the prompt
+            while True:
+                try:
+                    line = await prompt.prompt_async(f"{self.user}> ")
+                except (EOFError, KeyboardInterrupt):
+                    break
+                if not await self.run_line(line):
+                    break
+        if self.jobs.running:
+            self.console.print("Waiting for running deploys to finish…", style="dim")
+            await self.jobs.wait_all()
 
 
 async def run_shell(
-    dispatcher: Dispatcher, user: str, history_file: Path | None = None, stdin: TextIO | None = None
+    services: Services,
+    user: str,
+    history_file: Path | None = None,
+    stdin: TextIO | None = None,
+    banner: str = "",
 ) -> None:
     stream = stdin or sys.stdin
     interactive = stream.isatty()
@@ -106,7 +124,10 @@ async def run_shell(
         if interactive
         else Console(no_color=True, width=200, soft_wrap=True, highlight=False)
     )
-    session = ShellSession(dispatcher, user, console)
+    session = ShellSession(Dispatcher(services), user, console)
+    if banner:
+        console.print(banner, style="dim", highlight=False)
+    await recover_interrupted(services, session.conversation)
     if interactive:
         await session.run_interactive(history_file)
     else:

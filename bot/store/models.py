@@ -182,3 +182,51 @@ class Release(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+
+
+class ApprovalRequest(SQLModel, table=True):
+    """A guarded action waiting for approval, bound to the plan it was asked for.
+
+    Every state change is a compare-and-set on `state`, so a double click, a platform retry
+    or a second bot instance can never move it twice.
+    """
+
+    __tablename__ = "approval_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=100, index=True)
+    stage: str = Field(max_length=100)
+    verb: str = Field(max_length=32)
+    command: str = Field(default="")  # the line to run again once approved
+    fingerprint: str = Field(max_length=64)  # image digest + config hash + secret names…
+    summary: str = Field(default="")  # the plan as shown, one line per row
+    requested_by: int = Field(foreign_key="principal.id")
+    requester_name: str = Field(default="", max_length=200)
+    requester_platform: str = Field(default="", max_length=16)
+    requester_workspace: str = Field(default="", max_length=64)
+    requester_user: str = Field(default="", max_length=64)
+    approvals_needed: int = 1
+    approver_role: str = Field(default="approver", max_length=16)
+    state: str = Field(default="pending", max_length=16, index=True)
+    # pending → approved → executing → executed | failed; or rejected | expired | voided
+    reason: str = Field(default="")
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    decided_at: datetime | None = None
+    platform: str = Field(default="", max_length=16)
+    channel_id: str = Field(default="", max_length=100)
+    thread_id: str = Field(default="", max_length=100)
+    message_id: str = Field(default="", max_length=100)
+
+
+class ApprovalVote(SQLModel, table=True):
+    """One approver's approval; the unique key makes each approver count once."""
+
+    __tablename__ = "approval_vote"
+    __table_args__ = (UniqueConstraint("request_id", "principal_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="approval_request.id", index=True)
+    principal_id: int = Field(foreign_key="principal.id")
+    name: str = Field(default="", max_length=200)
+    at: datetime = Field(default_factory=utcnow)

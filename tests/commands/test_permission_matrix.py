@@ -26,6 +26,12 @@ VERBS: list[tuple[str, str, tuple[str, str]]] = [
     ("perms list", "perms list", (ANY, ANY)),
     ("lock ping-go prod", "lock", ("ping-go", "prod")),
     ("unlock ping-go prod", "unlock", ("ping-go", "prod")),
+    ("status ping-go prod", "status", ("ping-go", "prod")),
+    ("apps", "apps", (ANY, ANY)),
+    ("deploy ping-go prod", "deploy", ("ping-go", "prod")),
+    ("rollback ping-go prod", "rollback", ("ping-go", "prod")),
+    ("releases ping-go prod", "releases", ("ping-go", "prod")),
+    ("pending ping-go", "pending", ("ping-go", ANY)),
 ]
 
 

@@ -114,7 +114,9 @@ def test_a_scripted_shell_session_answers_every_line(tmp_path: Path) -> None:
     assert "bob (shell:bob) lock ping-go/dev → denied: needs deployer on ping-go/dev" in audit[1]
     assert "alice (shell:alice) perms revoke ping-go/dev → ok" in audit[2]
     assert "force-unlock of bob's lock" in audit[3]
-    assert out["alice> deploy ping-go prod"][0].startswith("(only you) ✗ Unknown command 'deploy'")
+    assert out["alice> deploy ping-go prod"] == [
+        "(only you) ✗ flybot has no Fly API token: set FLY_API_TOKEN and restart it."
+    ]
     # `quit` ends the session: the line after it is never read
     assert "alice> whoami" in out and list(out).count("alice> whoami") == 1
 

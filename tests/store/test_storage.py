@@ -33,7 +33,7 @@ def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> 
     upgrade(engine)
     upgrade(engine)
     assert set(inspect(engine).get_table_names()) >= TABLES
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:

@@ -1,0 +1,651 @@
+"""The deploy engine: leases, strategies, health waits, rollback, and the durable job row.
+
+It reports through a `DeployReporter` (the command layer turns that into a thread), and keeps
+its state in the `release` table so a restarted bot knows what was left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import shlex
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+
+from bot.clock import utcnow
+from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
+from bot.fly import FlyAPIError, FlyClient, LeaseHeldError, Machine
+from bot.store.engine import session_scope
+from bot.store.models import ACTIVE_DEPLOY_STATES, Release
+
+log = logging.getLogger(__name__)
+
+RELEASE_COMMAND_GROUP = "fly_app_release_command"
+
+
+def instance_id() -> str:
+    """Who runs a deploy: stable across restarts of the same host, distinct between hosts."""
+    return (
+        os.environ.get("FLYBOT_INSTANCE_ID")
+        or os.environ.get("FLY_MACHINE_ID")
+        or (socket.gethostname())
+    )
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    lease_ttl: int = 13  # seconds, as flyctl
+    lease_refresh: float = 4.0
+    check_poll: float = 1.0
+    heartbeat: float = 5.0
+    stale_after: float = 30.0  # another instance's deploy is dead after this long silent
+    crash_exits: int = 2  # exits after an update that make a crash loop
+
+
+class DeployReporter(Protocol):
+    async def step(self, text: str, tone: str = "info") -> None: ...
+
+    async def progress(self, done: int, total: int) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class DeployBusy(Exception):
+    """Another deploy of the same app is queued or running."""
+
+    def __init__(self, holder: Release) -> None:
+        self.holder = holder
+        super().__init__(
+            f"{holder.app} is being deployed by {holder.requester_name or 'someone'} since "
+            f"{holder.created_at:%H:%M} UTC (v{holder.version}, {holder.state})."
+        )
+
+
+class DeployFailed(Exception):
+    """The roll-out stopped. The text says which machine and why (with check output)."""
+
+    def __init__(self, message: str, machine_id: str | None = None) -> None:
+        self.machine_id = machine_id
+        super().__init__(message)
+
+
+@dataclass
+class _Updated:
+    machine_id: str
+    old_config: dict[str, Any]
+    old_image: str
+    region: str
+
+
+@dataclass
+class _Run:
+    release: Release
+    plan: DeployPlan
+    reporter: DeployReporter
+    nonces: dict[str, str] = field(default_factory=dict)
+    updated: list[_Updated] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    done: int = 0
+    total: int = 0
+
+
+class Deployer:
+    def __init__(
+        self,
+        db: Engine,
+        fly: FlyClient,
+        timing: EngineTiming | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.db = db
+        self.fly = fly
+        self.timing = timing or EngineTiming()
+        self.instance = instance or instance_id()
+
+    # --- the job row -------------------------------------------------------------------
+
+    def claim(
+        self,
+        plan: DeployPlan,
+        *,
+        requested_by: int | None,
+        requester_name: str,
+        kind: str = "deploy",
+        approvers: str = "",
+        platform: str = "",
+        channel_id: str = "",
+    ) -> Release:
+        """Insert the queued release; DeployBusy when the app already has an active one."""
+        for _ in range(3):
+            try:
+                with session_scope(self.db) as session:
+                    latest = session.exec(
+                        select(func.max(Release.version)).where(Release.app == plan.app)
+                    ).one()
+                    release = Release(
+                        project=plan.project,
+                        stage=plan.stage,
+                        app=plan.app,
+                        version=(latest or 0) + 1,
+                        kind=kind,
+                        image=plan.image,
+                        image_digest=plan.image_digest,
+                        previous_image=plan.previous_image,
+                        config_hash=plan.config_hash,
+                        config_json=json.dumps({g.group: g.config for g in plan.groups}),
+                        strategy=plan.strategy,
+                        requested_by=requested_by,
+                        requester_name=requester_name,
+                        approvers=approvers,
+                        platform=platform,
+                        channel_id=channel_id,
+                        instance_id=self.instance,
+                    )
+                    session.add(release)
+                    session.flush()
+                    return release
+            except IntegrityError:
+                holder = self.active(plan.app)
+                if holder is not None:
+                    raise DeployBusy(holder) from None
+        raise RuntimeError(f"could not record a release for {plan.app}")
+
+    def active(self, app: str) -> Release | None:
+        with session_scope(self.db) as session:
+            return session.exec(
+                select(Release).where(
+                    Release.app == app, col(Release.state).in_(ACTIVE_DEPLOY_STATES)
+                )
+            ).first()
+
+    def get(self, release_id: int) -> Release:
+        with session_scope(self.db) as session:
+            release = session.get(Release, release_id)
+            assert release is not None
+            return release
+
+    def _set(self, release_id: int, expect: Sequence[str] | None = None, **values: Any) -> bool:
+        with session_scope(self.db) as session:
+            statement = update(Release).where(col(Release.id) == release_id)
+            if expect is not None:
+                statement = statement.where(col(Release.state).in_(expect))
+            result = session.execute(statement.values(**values))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def attach_thread(self, release_id: int, thread_id: str, message_id: str) -> None:
+        self._set(release_id, thread_id=thread_id, message_id=message_id)
+
+    # --- running -----------------------------------------------------------------------
+
+    async def run(self, release_id: int, plan: DeployPlan, reporter: DeployReporter) -> Release:
+        if not self._set(
+            release_id,
+            expect=("queued",),
+            state="running",
+            started_at=utcnow(),
+            heartbeat_at=utcnow(),
+            instance_id=self.instance,
+        ):
+            return self.get(release_id)  # another instance took it, or it was cancelled
+        run = _Run(self.get(release_id), plan, reporter)
+        run.total = plan.machine_count
+        heartbeat = asyncio.create_task(self._heartbeat(release_id))
+        refresher: asyncio.Task[None] | None = None
+        outcome, error = "succeeded", ""
+        started = time.monotonic()
+        try:
+            await self._create_fly_release(run)
+            await self._lease_all(run)
+            refresher = asyncio.create_task(self._refresh_leases(run))
+            if plan.release_command:
+                await self._release_command(run)
+            strategy = {
+                "rolling": self._rolling,
+                "immediate": self._immediate,
+                "canary": self._canary,
+                "bluegreen": self._bluegreen,
+            }[plan.strategy]
+            await strategy(run)
+            await self._destroy_removed(run)
+        except (DeployFailed, FlyAPIError) as exc:
+            error = str(exc)
+            outcome = "failed"
+            await reporter.step(f"✗ {error}", "error")
+            if plan.strategy != "bluegreen" and run.updated and run.plan.rollback_on_failure:
+                outcome = await self._rollback(run)
+        except asyncio.CancelledError:
+            outcome, error = "interrupted", "the deploy was cancelled"
+            raise
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+            heartbeat.cancel()
+            await self._release_leases(run)
+            elapsed = time.monotonic() - started
+            self._set(
+                release_id,
+                state=outcome,
+                error=error[:2000],
+                finished_at=utcnow(),
+                leases_json="{}",
+            )
+            await self._finish_fly_release(run, outcome)
+            await reporter.step(
+                self._final_line(run, outcome, elapsed),
+                "success" if outcome == "succeeded" else "error",
+            )
+            await reporter.flush()
+        return self.get(release_id)
+
+    def _final_line(self, run: _Run, outcome: str, elapsed: float) -> str:
+        if outcome == "succeeded":
+            return (
+                f"✓ v{run.release.version} succeeded in {_fmt_elapsed(elapsed)}: "
+                f"{run.done}/{run.total} machines on {run.plan.image}"
+            )
+        return f"v{run.release.version} {outcome.replace('_', ' ')} after {_fmt_elapsed(elapsed)}"
+
+    async def _heartbeat(self, release_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.timing.heartbeat)
+            self._set(release_id, heartbeat_at=utcnow())
+
+    async def _create_fly_release(self, run: _Run) -> None:
+        try:
+            fly_release = await self.fly.create_release(
+                run.plan.app,
+                image=run.plan.image,
+                strategy=run.plan.strategy,
+                definition={"groups": [g.group for g in run.plan.groups]},
+            )
+        except FlyAPIError as exc:
+            await run.reporter.step(
+                f"! Fly did not record the release ({exc.status}); going on.", "warning"
+            )
+            return
+        run.release.fly_release_id = fly_release.id or ""
+        self._set(run.release.id or 0, fly_release_id=run.release.fly_release_id)
+
+    async def _finish_fly_release(self, run: _Run, outcome: str) -> None:
+        if not run.release.fly_release_id:
+            return
+        status = {"succeeded": "complete", "interrupted": "interrupted"}.get(outcome, "failed")
+        with contextlib.suppress(FlyAPIError):
+            await self.fly.update_release(run.release.fly_release_id, status)
+
+    # --- leases ------------------------------------------------------------------------
+
+    async def _lease_all(self, run: _Run) -> None:
+        machines = [m for g in run.plan.groups for m in g.update] + list(run.plan.destroy)
+        description = f"flybot: deploying {run.plan.app} v{run.release.version}"
+        for machine in machines:
+            try:
+                lease = await self.fly.acquire_lease(
+                    run.plan.app, machine.id, ttl=self.timing.lease_ttl, description=description
+                )
+            except LeaseHeldError as exc:
+                raise DeployFailed(
+                    f"machine {machine.id} is leased by someone else "
+                    f"({exc.message}); try again when their work ends.",
+                    machine.id,
+                ) from None
+            run.nonces[machine.id] = lease.nonce or ""
+            self._set(run.release.id or 0, leases_json=json.dumps(run.nonces))
+
+    async def _refresh_leases(self, run: _Run) -> None:
+        while True:
+            await asyncio.sleep(self.timing.lease_refresh)
+            for machine_id, nonce in list(run.nonces.items()):
+                try:
+                    await self.fly.refresh_lease(
+                        run.plan.app, machine_id, nonce, ttl=self.timing.lease_ttl
+                    )
+                except FlyAPIError as exc:
+                    log.warning("lease refresh of %s failed: %s", machine_id, exc)
+
+    async def _release_leases(self, run: _Run) -> None:
+        for machine_id, nonce in list(run.nonces.items()):
+            with contextlib.suppress(FlyAPIError):
+                await self.fly.release_lease(run.plan.app, machine_id, nonce)
+            run.nonces.pop(machine_id, None)
+
+    # --- machine steps -----------------------------------------------------------------
+
+    def _config_for(self, run: _Run, group: GroupPlan, machine: Machine | None) -> dict[str, Any]:
+        config = copy.deepcopy(group.config)
+        metadata = dict(machine.metadata) if machine is not None else {}
+        metadata.update(config.get("metadata") or {})
+        metadata["fly_release_id"] = run.release.fly_release_id or f"flybot-{run.release.id}"
+        metadata["fly_release_version"] = str(run.release.version)
+        config["metadata"] = metadata
+        return config
+
+    async def _update(self, run: _Run, group: GroupPlan, machine: Machine) -> Machine:
+        old = machine.config.to_json() if machine.config else {}
+        updated = await self.fly.update_machine(
+            run.plan.app,
+            machine.id,
+            self._config_for(run, group, machine),
+            lease_nonce=run.nonces.get(machine.id),
+            skip_launch=True if machine.state == "stopped" else None,
+        )
+        run.updated.append(_Updated(machine.id, old, old.get("image", ""), machine.region or ""))
+        return updated
+
+    async def _create(
+        self,
+        run: _Run,
+        group: GroupPlan,
+        region: str,
+        clone_of: Machine | None = None,
+        *,
+        hidden: bool = False,
+    ) -> Machine:
+        machine = await self.fly.create_machine(
+            run.plan.app,
+            self._config_for(run, group, clone_of),
+            region=region,
+            skip_service_registration=True if hidden else None,
+        )
+        run.created.append(machine.id)
+        return machine
+
+    async def _wait_healthy(self, run: _Run, machine: Machine, *, checks: bool = True) -> None:
+        """Wait for `started` at the new version, then for every check to pass."""
+        app, deadline = run.plan.app, time.monotonic() + run.plan.wait_timeout.total_seconds()
+        since_ms = int(time.time() * 1000) - 1000
+        try:
+            await self.fly.wait_for_state(
+                app,
+                machine.id,
+                "started",
+                version=machine.version,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
+        except FlyAPIError as exc:
+            current = await self.fly.get_machine(app, machine.id)
+            raise DeployFailed(
+                f"machine {machine.id} did not start ({current.state}): {exc.message}", machine.id
+            ) from None
+        while True:
+            current = await self.fly.get_machine(app, machine.id)
+            exits = [
+                e for e in current.events if e.type == "exit" and (e.timestamp or 0) >= since_ms
+            ]
+            if len(exits) >= self.timing.crash_exits:
+                code = (exits[0].request or {}).get("exit_event", {}).get("exit_code", "?")
+                raise DeployFailed(
+                    f"machine {machine.id} is crash-looping: exited "
+                    f"{len(exits)} times (exit code {code}).",
+                    machine.id,
+                )
+            if current.state in ("stopped", "failed", "destroyed"):
+                raise DeployFailed(
+                    f"machine {machine.id} went {current.state} after starting.", machine.id
+                )
+            failing = [c for c in current.checks if c.status != "passing"]
+            if current.state == "started" and (not checks or not failing):
+                return
+            if time.monotonic() >= deadline:
+                detail = (
+                    "; ".join(
+                        f"{c.name}: {c.status}: {(c.output or '').strip()[:300]}" for c in failing
+                    )
+                    or f"state {current.state}"
+                )
+                raise DeployFailed(
+                    f"machine {machine.id} not healthy within "
+                    f"{int(run.plan.wait_timeout.total_seconds())}s — {detail}",
+                    machine.id,
+                )
+            await asyncio.sleep(self.timing.check_poll)
+
+    async def _machine_done(self, run: _Run, text: str) -> None:
+        run.done += 1
+        await run.reporter.step(text)
+        await run.reporter.progress(run.done, run.total)
+
+    async def _update_and_wait(self, run: _Run, group: GroupPlan, machine: Machine) -> None:
+        updated = await self._update(run, group, machine)
+        if machine.state == "stopped":
+            await self._machine_done(run, f"{machine.id} ({machine.region}) updated, stays stopped")
+            return
+        await self._wait_healthy(run, updated)
+        await self._machine_done(
+            run, f"✓ {machine.id} ({machine.region}) healthy on {run.plan.image}"
+        )
+
+    async def _create_new(self, run: _Run, group: GroupPlan, *, wait: bool = True) -> None:
+        for region in group.create_regions:
+            machine = await self._create(run, group, region)
+            if wait:
+                await self._wait_healthy(run, machine)
+            await self._machine_done(run, f"✓ {machine.id} ({region}) created for [{group.group}]")
+
+    # --- strategies --------------------------------------------------------------------
+
+    def _batches(self, run: _Run, machines: Sequence[Machine]) -> list[list[Machine]]:
+        if not machines:
+            return []
+        size_setting = run.plan.max_unavailable
+        size = int(size_setting) if size_setting >= 1 else math.floor(size_setting * len(machines))
+        size = max(1, size)
+        first, rest = [machines[0]], list(machines[1:])
+        return [first] + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+    async def _rolling_group(self, run: _Run, group: GroupPlan) -> None:
+        stopped = [m for m in group.update if m.state == "stopped"]
+        running = [m for m in group.update if m.state != "stopped"]
+        for machine in stopped:
+            await self._update_and_wait(run, group, machine)
+        batches = self._batches(run, running)
+        for number, batch in enumerate(batches, start=1):
+            await run.reporter.step(
+                f"[{group.group}] batch {number}/{len(batches)}: {', '.join(m.id for m in batch)}"
+            )
+            await asyncio.gather(*(self._update_and_wait(run, group, m) for m in batch))
+            await run.reporter.flush()
+        await self._create_new(run, group)
+
+    async def _rolling(self, run: _Run) -> None:
+        for group in run.plan.groups:
+            await self._rolling_group(run, group)
+
+    async def _immediate(self, run: _Run) -> None:
+        async def one(group: GroupPlan, machine: Machine) -> None:
+            await self._update(run, group, machine)
+            await self._machine_done(run, f"{machine.id} ({machine.region}) updated")
+
+        await asyncio.gather(*(one(g, m) for g in run.plan.groups for m in g.update))
+        for group in run.plan.groups:
+            await self._create_new(run, group, wait=False)
+
+    async def _canary(self, run: _Run) -> None:
+        for group in run.plan.groups:
+            if group.update:
+                first = group.update[0]
+                canary = await self._create(
+                    run, group, first.region or run.plan.primary_region, clone_of=first
+                )
+                await run.reporter.step(f"[{group.group}] canary {canary.id} created")
+                try:
+                    await self._wait_healthy(run, canary)
+                finally:
+                    await self._destroy(run, canary.id, nonce=None)
+                    run.created.remove(canary.id)
+                await run.reporter.step(f"✓ [{group.group}] canary healthy; rolling the rest")
+            await self._rolling_group(run, group)
+
+    async def _bluegreen(self, run: _Run) -> None:
+        greens: list[tuple[GroupPlan, Machine, Machine]] = []
+        try:
+            for group in run.plan.groups:
+                for blue in group.update:
+                    green = await self._create(
+                        run,
+                        group,
+                        blue.region or run.plan.primary_region,
+                        clone_of=blue,
+                        hidden=True,
+                    )
+                    greens.append((group, blue, green))
+            await run.reporter.step(
+                f"{len(greens)} green machine(s) created; waiting for all "
+                "to be healthy before they take traffic"
+            )
+            await asyncio.gather(*(self._wait_healthy(run, green) for _, _, green in greens))
+        except (DeployFailed, FlyAPIError):
+            await run.reporter.step(
+                "Removing the green machines; the blue ones keep serving.", "warning"
+            )
+            for _, _, green in greens:
+                with contextlib.suppress(FlyAPIError):
+                    await self._destroy(run, green.id, nonce=None)
+            run.created.clear()
+            raise
+        for _, _, green in greens:
+            await self.fly.uncordon_machine(run.plan.app, green.id)
+        await run.reporter.step("✓ greens are healthy and take traffic; retiring the blues")
+        for _, blue, green in greens:
+            nonce = run.nonces.get(blue.id)
+            with contextlib.suppress(FlyAPIError):
+                await self.fly.cordon_machine(run.plan.app, blue.id, lease_nonce=nonce)
+            await self._destroy(run, blue.id, nonce=nonce)
+            await self._machine_done(run, f"✓ {green.id} ({green.region}) replaced {blue.id}")
+        for group in run.plan.groups:
+            await self._create_new(run, group)
+
+    async def _destroy(self, run: _Run, machine_id: str, nonce: str | None) -> None:
+        await self.fly.delete_machine(run.plan.app, machine_id, force=True, lease_nonce=nonce)
+        run.nonces.pop(machine_id, None)
+
+    async def _destroy_removed(self, run: _Run) -> None:
+        for machine in run.plan.destroy:
+            await self._destroy(run, machine.id, run.nonces.get(machine.id))
+            await run.reporter.step(
+                f"{machine.id} destroyed (process group "
+                f"{machine.metadata.get(GROUP_KEY, 'app')} is gone)"
+            )
+
+    async def _release_command(self, run: _Run) -> None:
+        group = run.plan.groups[0]
+        config = self._config_for(run, group, None)
+        assert run.plan.release_command is not None
+        config["init"] = {"cmd": shlex.split(run.plan.release_command)}
+        config["restart"] = {"policy": "no"}
+        config["auto_destroy"] = True
+        config.pop("services", None)
+        config.pop("checks", None)
+        config["metadata"] = {**config["metadata"], GROUP_KEY: RELEASE_COMMAND_GROUP}
+        await run.reporter.step(f"Running release command: {run.plan.release_command}")
+        machine = await self.fly.create_machine(
+            run.plan.app, config, region=run.plan.primary_region
+        )
+        timeout = run.plan.wait_timeout.total_seconds()
+        try:
+            await self.fly.wait_for_state(
+                run.plan.app, machine.id, ["stopped", "destroyed"], timeout=timeout
+            )
+        except FlyAPIError as exc:
+            raise DeployFailed(f"release command did not finish: {exc.message}") from None
+        events = await self.fly.list_events(run.plan.app, machine.id)
+        codes = [
+            (e.request or {}).get("exit_event", {}).get("exit_code")
+            for e in events
+            if e.type == "exit"
+        ]
+        code = next((c for c in codes if c is not None), 0)
+        if code != 0:
+            raise DeployFailed(
+                f"release command exited with code {code}; no machine was changed.", machine.id
+            )
+        await run.reporter.step("✓ release command succeeded")
+
+    async def _rollback(self, run: _Run) -> str:
+        await run.reporter.step(
+            f"Rolling back {len(run.updated)} updated machine(s) to their previous config",
+            "warning",
+        )
+        failed = []
+        for item in reversed(run.updated):
+            try:
+                machine = await self.fly.update_machine(
+                    run.plan.app,
+                    item.machine_id,
+                    item.old_config,
+                    lease_nonce=run.nonces.get(item.machine_id),
+                )
+                await self.fly.wait_for_state(
+                    run.plan.app,
+                    item.machine_id,
+                    "started",
+                    version=machine.version,
+                    timeout=run.plan.wait_timeout.total_seconds(),
+                )
+                await run.reporter.step(
+                    f"↩ {item.machine_id} ({item.region}) back on {item.old_image}"
+                )
+            except FlyAPIError as exc:
+                failed.append(item.machine_id)
+                await run.reporter.step(
+                    f"✗ {item.machine_id} could not be rolled back: {exc.message}", "error"
+                )
+        for machine_id in run.created:
+            with contextlib.suppress(FlyAPIError):
+                await self._destroy(run, machine_id, nonce=None)
+        return "failed" if failed else "rolled_back"
+
+    # --- recovery ----------------------------------------------------------------------
+
+    async def recover(self, notify: Callable[[Release], Awaitable[None]]) -> list[Release]:
+        """Mark deploys left running by a dead process interrupted, free their leases, and
+        tell their threads. A deploy is dead when this host ran it (we restarted) or its
+        heartbeat went silent."""
+        stale = utcnow() - timedelta(seconds=self.timing.stale_after)
+        with session_scope(self.db) as session:
+            candidates = list(
+                session.exec(select(Release).where(col(Release.state).in_(ACTIVE_DEPLOY_STATES)))
+            )
+        recovered = []
+        for release in candidates:
+            heartbeat = release.heartbeat_at or release.created_at
+            if release.instance_id != self.instance and heartbeat > stale:
+                continue
+            if not self._set(
+                release.id or 0,
+                expect=ACTIVE_DEPLOY_STATES,
+                state="interrupted",
+                finished_at=utcnow(),
+                leases_json="{}",
+                error="flybot stopped in the middle of this deploy",
+            ):
+                continue
+            for machine_id, nonce in json.loads(release.leases_json or "{}").items():
+                with contextlib.suppress(FlyAPIError):
+                    await self.fly.release_lease(release.app, machine_id, nonce)
+            if release.fly_release_id:
+                with contextlib.suppress(FlyAPIError):
+                    await self.fly.update_release(release.fly_release_id, "interrupted")
+            updated = self.get(release.id or 0)
+            recovered.append(updated)
+            await notify(updated)
+        return recovered
+
+
+def _fmt_elapsed(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,0 +1,69 @@
+"""`flybot sandbox`: the shell against the built-in Fly simulator, seeded with a demo org,
+the ping-go project (dev + prod) and three people, so every command can be tried with no
+accounts at all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from bot.deploy.engine import EngineTiming
+from bot.settings import Settings
+from bot.store.principals import IdentityKey, add_grant, ensure_identity
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+DEMO_ORG = "demo"
+DEMO_PEOPLE = (  # (user, role, project, stage)
+    ("alice", "admin", "*", "*"),
+    ("bob", "deployer", "ping-go", "*"),
+    ("carol", "approver", "ping-go", "*"),
+)
+BANNER = (
+    "flybot sandbox: a simulated Fly org '{org}' with ping-go (dev, prod). People: alice "
+    "(admin), bob (deployer), carol (approver); `as bob` switches. Try `status ping-go prod`, "
+    "`deploy ping-go dev registry.fly.io/ping-go:v3`, `help`."
+)
+
+
+def seed_people(settings: Settings) -> None:
+    from bot.store import make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    for user, role, project, stage in DEMO_PEOPLE:
+        identity = ensure_identity(engine, IdentityKey("shell", "local", user), user)
+        add_grant(engine, identity.principal_id, role, project, stage, granted_by=None)
+    engine.dispose()
+
+
+def run_sandbox(user: str) -> int:
+    from adapters.shell.session import run_shell
+    from bot.app import build_services
+    from bot.fly.simulator import FlySimulator, serve_in_thread
+
+    config = EXAMPLES / "flybot.toml"
+    if not config.is_file():
+        print(f"flybot sandbox: the demo project is missing ({config}); run it from a checkout.")
+        return 2
+    simulator = FlySimulator(seed=0)
+    simulator.seed_demo()
+    server = serve_in_thread(simulator, port=0)
+    with tempfile.TemporaryDirectory(prefix="flybot-sandbox-") as scratch:
+        database = os.environ.get("FLYBOT_DATABASE_URL") or f"sqlite:///{scratch}/sandbox.db"
+        settings = Settings(
+            database_url=database,
+            config_path=config,
+            fly_org=DEMO_ORG,
+            fly_flaps_base_url=server.base_url,
+            fly_api_base_url=server.base_url,
+            fly_api_token="sandbox-token",
+        )
+        seed_people(settings)
+        services = build_services(settings, EngineTiming(lease_refresh=2.0, check_poll=0.2))
+        try:
+            asyncio.run(run_shell(services, user, banner=BANNER.format(org=DEMO_ORG)))
+        finally:
+            server.stop()
+    return 0
