@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,7 +18,9 @@ CHANNEL = "terminal"
 class ShellConversation:
     """Renders `Reply`s on a rich Console. One instance serves the whole shell session."""
 
-    def __init__(self, console: Console, read_secret: Callable[[str], str | None]) -> None:
+    def __init__(
+        self, console: Console, read_secret: Callable[[str], Awaitable[str | None]]
+    ) -> None:
         self.console = console
         self._read_secret = read_secret
         self._ids = itertools.count(1)
@@ -65,4 +67,4 @@ class ShellConversation:
         self._print(reply, "  ", prefix=f"#{message.message_id} (updated) ")
 
     async def ask_secret(self, prompt: str) -> str | None:
-        return self._read_secret(prompt)
+        return await self._read_secret(prompt)

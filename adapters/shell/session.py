@@ -7,10 +7,10 @@ otherwise it reads a script from stdin and echoes each line, so it can be driven
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -33,17 +33,25 @@ class ShellSession:
         self.jobs = dispatcher.services.jobs
         self.user = user
         self.console = console
-        self._lines: Iterator[str] | None = None
+        self._script: TextIO | None = None
         self.conversation = ShellConversation(console, self._read_secret)
 
-    def _read_secret(self, prompt: str) -> str | None:
-        if self._lines is None:  # interactive: no echo
+    async def _read_line(self) -> str:
+        """The next script line, read off the event loop so deploys keep running meanwhile."""
+        assert self._script is not None
+        return await asyncio.get_running_loop().run_in_executor(None, self._script.readline)
+
+    async def _read_secret(self, prompt: str) -> str | None:
+        if self._script is None:  # interactive: no echo
             try:
-                return getpass.getpass(f"{prompt} (hidden): ") or None
+                value = await asyncio.get_running_loop().run_in_executor(
+                    None, getpass.getpass, f"{prompt} (hidden): "
+                )
             except (EOFError, KeyboardInterrupt):
                 return None
+            return value or None
         # Scripted: the value is the next line, and it is never echoed.
-        value = next(self._lines, "")
+        value = await self._read_line()
         self.console.print(f"  {prompt} (hidden): ********", highlight=False)
         return value.rstrip("\n") or None
 
@@ -77,8 +85,8 @@ class ShellSession:
         return True
 
     async def run_script(self, stream: TextIO) -> None:
-        self._lines = iter(stream)
-        for line in self._lines:
+        self._script = stream
+        while line := await self._read_line():
             if line.strip() and not line.strip().startswith("#"):
                 self.console.print(f"{self.user}> {line.strip()}", style="bold", highlight=False)
             if not await self.run_line(line):
