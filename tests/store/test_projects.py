@@ -87,3 +87,48 @@ def test_settings_come_from_the_environment_and_hide_tokens(tmp_path: Path) -> N
         Settings.from_env({"FLYBOT_ADMINS": "alice"})
     with pytest.raises(SettingsError, match="not a file"):
         Settings.from_env({"FLYBOT_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_projects_and_stages_are_mirrored_into_the_database(tmp_path: Path) -> None:
+    import json
+
+    from sqlmodel import select
+
+    from bot.app import build_services
+    from bot.store.engine import session_scope
+    from bot.store.models import ProjectRow, StageRow
+
+    url = f"sqlite:///{tmp_path / 'db'}"
+    services = build_services(
+        Settings(database_url=url, config_path=REPO / "examples" / "flybot.toml")
+    )
+    with session_scope(services.engine) as session:
+        assert [p.name for p in session.exec(select(ProjectRow))] == ["ping-go"]
+        stages = {s.name: s for s in session.exec(select(StageRow))}
+    assert stages["prod"].app == "ping-go-prod" and stages["dev"].position == 0
+    assert json.loads(stages["prod"].policy_json)["approvals"] == 1
+    # A project removed from flybot.toml disappears at the next start.
+    empty = tmp_path / "flybot.toml"
+    empty.write_text("")
+    services = build_services(Settings(database_url=url, config_path=empty))
+    with session_scope(services.engine) as session:
+        assert list(session.exec(select(ProjectRow))) == []
+        assert list(session.exec(select(StageRow))) == []
+
+
+def test_flybot_db_upgrade_applies_the_migrations(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLYBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("database at revision 000")
