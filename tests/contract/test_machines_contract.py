@@ -21,6 +21,7 @@ from tests.contract.recording import (
     violations,
 )
 from tests.contract.spec import ADDED_OPERATIONS, require_spec
+from tests.fly.conftest import fast_timing, simulator_module
 
 # Operations flybot's client uses; each must be seen, and validated, at least once.
 EXPECTED_OPERATIONS = {
@@ -63,10 +64,8 @@ def _spec_present() -> None:
 @pytest.fixture
 async def recorded(_spec_present: None) -> AsyncIterator[list[Exchange]]:
     """Drive every Machines API call of the client against the simulator; yield the wire log."""
-    simulator = pytest.importorskip(
-        "bot.fly.simulator", reason="bot.fly.simulator (the Fly simulator) is not there yet"
-    )
-    sim = simulator.FlySimulator(seed=0)
+    simulator = simulator_module()
+    sim = simulator.FlySimulator(seed=0, timing=fast_timing())
     sim.seed_demo()
     async with simulator.running_simulator(sim, port=0) as server:
         transport = RecordingTransport()

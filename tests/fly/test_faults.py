@@ -3,7 +3,6 @@ nothing hangs, and the token never shows up in an error or a log line."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import socket
@@ -25,17 +24,13 @@ from bot.fly import (
     UnauthorizedError,
 )
 from tests.contract.recording import RecordingTransport
-from tests.fly.conftest import FAST_RETRY, TOKEN, Fly, client_for
+from tests.fly.conftest import FAST_RETRY, TOKEN, Fly, client_for, fast_timing, simulator_module
 from tests.fly.proxy import ApplyThenFail, apply_then_fail_proxy
 from tests.fly.test_client import an_app, base_config
 
 
 def inject(fly: Fly, operation: str, **fault: Any) -> None:
     fly.sim.inject(operation, **fault)  # type: ignore[attr-defined]
-
-
-def clear_later(fly: Fly, delay: float) -> None:
-    asyncio.get_running_loop().call_later(delay, fly.sim.clear_faults)  # type: ignore[attr-defined]
 
 
 def sent(fly: Fly, method: str, suffix: str) -> list[float]:
@@ -73,16 +68,10 @@ async def test_retry_after_beyond_the_budget_fails_at_once(fly: Fly) -> None:
 
 async def test_429_without_retry_after_backs_off_and_succeeds(fly: Fly) -> None:
     app = await an_app(fly.client)
-    inject(fly, "Machines_list", status=429, rate=1.0)
-    clear_later(fly, 0.15)
-    client = client_for(
-        fly.base_url,
-        transport=fly.transport,
-        retry=RetryPolicy(attempts=20, backoff_initial=0.05, backoff_max=0.1, budget=5),
-    )
-    machines = await client.list_machines(app)
-    assert isinstance(machines, list)
-    assert len(sent(fly, "GET", "/machines")) >= 2
+    inject(fly, "Machines_list", status=429, count=2)
+    machines = await fly.client.list_machines(app)
+    assert machines
+    assert len(sent(fly, "GET", "/machines")) == 3
 
 
 async def test_500_is_retried_then_reported(fly: Fly) -> None:
@@ -97,14 +86,9 @@ async def test_500_is_retried_then_reported(fly: Fly) -> None:
     assert err.value.method == "GET" and err.value.path == f"/v1/apps/{app}"
     assert str(err.value).startswith(f"GET /v1/apps/{app} -> 500: ")
 
-    clear_later(fly, 0.05)
-    inject(fly, "Apps_show", status=503, rate=1.0)
-    client = client_for(
-        fly.base_url,
-        transport=fly.transport,
-        retry=RetryPolicy(attempts=30, backoff_initial=0.02, backoff_max=0.05, budget=5),
-    )
-    assert (await client.get_app(app)).name == app
+    fly.sim.clear_faults()  # type: ignore[attr-defined]
+    inject(fly, "Apps_show", status=503, count=2)
+    assert (await fly.client.get_app(app)).name == app
 
 
 async def test_slow_answers_time_out_within_the_budget(fly: Fly) -> None:
@@ -182,14 +166,20 @@ async def test_token_never_appears_in_errors_or_logs(
     assert secret not in caplog.text
 
 
-async def test_unauthorized_is_reported_without_the_token(fly: Fly) -> None:
-    unauthorized = getattr(fly.sim, "require_token", None)
-    if unauthorized is None:
-        pytest.skip("the simulator does not check tokens")
-    # Set by the simulator API when it has one; the client must name 401 clearly.
-    with pytest.raises(UnauthorizedError) as err:
-        await client_for(fly.base_url).list_apps()
-    assert TOKEN not in str(err.value)
+async def test_unauthorized_is_reported_without_the_token() -> None:
+    simulator = simulator_module()
+    sim = simulator.FlySimulator(seed=0, timing=fast_timing(), token="fm2_the-right-one")
+    sim.seed_demo()
+    async with simulator.running_simulator(sim, port=0) as server:
+        client = client_for(server.base_url)
+        try:
+            with pytest.raises(UnauthorizedError) as err:
+                await client.list_apps()
+        finally:
+            await client.aclose()
+    assert err.value.status == 401
+    assert TOKEN.split("_", 1)[1] not in str(err.value) + repr(err.value)
+    assert "the-right-one" not in str(err.value)
 
 
 @pytest.mark.parametrize("failure", [500, 408, None], ids=["500", "408", "no-answer"])
@@ -213,20 +203,23 @@ async def test_ambiguous_create_does_not_make_a_second_machine(
     assert rule.failed == 1
     matching = await fly.client.list_machines(app, metadata={LAUNCH_ID_KEY: f"launch-{failure}"})
     assert [m.id for m in matching] == [machine.id]
-    creates = [c for c in fly.sim.calls if getattr(c, "operation", None) == "Machines_create"]  # type: ignore[attr-defined]
-    assert len(creates) in (0, 1)  # 0 when the call log names operations differently
+    assert len(fly.sim.calls_for("Machines_create")) == 1  # type: ignore[attr-defined]
 
 
 async def test_create_failing_before_apply_is_retried(fly: Fly) -> None:
     app = await an_app(fly.client)
-    inject(fly, "Machines_create", status=503, rate=1.0)
-    clear_later(fly, 0.1)
+    inject(fly, "Machines_create", status=503, count=1)
+    inject(fly, "Machines_create", timeout=3.0, count=1)  # hangs, then 504 without acting
     client = client_for(
         fly.base_url,
         transport=fly.transport,
-        retry=RetryPolicy(attempts=30, backoff_initial=0.02, backoff_max=0.05, budget=5),
+        timeouts=Timeouts(connect=0.5, read=0.5, write=0.5, pool=0.5),
     )
-    machine = await client.create_machine(app, base_config(), region="ams", launch_id="retry-1")
+    try:
+        machine = await client.create_machine(app, base_config(), region="ams", launch_id="retry-1")
+    finally:
+        await client.aclose()
+    assert len(sent(fly, "POST", "/machines")) == 3
     matching = await fly.client.list_machines(app, metadata={LAUNCH_ID_KEY: "retry-1"})
     assert [m.id for m in matching] == [machine.id]
     # Each failed try was checked for the launch id before the next one.
