@@ -257,12 +257,12 @@ async def _tell(
 
 
 def _check_approver(ctx: CommandContext, request: ApprovalRequest, action: str) -> None:
+    if request.requested_by == ctx.principal_id:
+        raise PermissionDenied(f"You asked for #{request.id}; someone else has to {action} it.")
     role = Role.parse(request.approver_role)
     decision = authorize(ctx.engine, ctx.principal_id, role, request.project, request.stage)
     if not decision.allowed:
         raise PermissionDenied(f"Not allowed to {action} #{request.id}: {decision.reason}.")
-    if request.requested_by == ctx.principal_id:
-        raise PermissionDenied(f"You asked for #{request.id}; someone else has to {action} it.")
 
 
 async def _open_request(ctx: CommandContext, request_id: int) -> ApprovalRequest:

@@ -50,7 +50,8 @@ def instance_id() -> str:
 class EngineTiming:
     lease_ttl: int = 13  # seconds, as flyctl
     lease_refresh: float = 4.0
-    check_poll: float = 1.0
+    check_poll: float = 1.0  # the longest pause between looks at a machine's checks
+    first_poll: float = 0.05  # the first pause; it doubles up to check_poll
     heartbeat: float = 5.0
     stale_after: float = 30.0  # another instance's deploy is dead after this long silent
     crash_exits: int = 2  # exits after an update that make a crash loop
@@ -292,18 +293,24 @@ class Deployer:
     async def _lease_all(self, run: _Run) -> None:
         machines = [m for g in run.plan.groups for m in g.update] + list(run.plan.destroy)
         description = f"flybot: deploying {run.plan.app} v{run.release.version}"
-        for machine in machines:
+
+        async def take(machine: Machine) -> None:
             try:
                 lease = await self.fly.acquire_lease(
                     run.plan.app, machine.id, ttl=self.timing.lease_ttl, description=description
                 )
             except LeaseHeldError as exc:
                 raise DeployFailed(
-                    f"machine {machine.id} is leased by someone else "
-                    f"({exc.message}); try again when their work ends.",
+                    f"machine {machine.id} is leased by someone else ({exc.message}); try "
+                    "again when their work ends.",
                     machine.id,
                 ) from None
             run.nonces[machine.id] = lease.nonce or ""
+
+        try:
+            await asyncio.gather(*(take(m) for m in machines))
+        finally:
+            # Recorded even on failure, so whatever was taken is released (or recovered).
             self._set(run.release.id or 0, leases_json=json.dumps(run.nonces))
 
     async def _refresh_leases(self, run: _Run) -> None:
@@ -318,10 +325,12 @@ class Deployer:
                     log.warning("lease refresh of %s failed: %s", machine_id, exc)
 
     async def _release_leases(self, run: _Run) -> None:
-        for machine_id, nonce in list(run.nonces.items()):
+        async def release(machine_id: str, nonce: str) -> None:
             with contextlib.suppress(FlyAPIError):
                 await self.fly.release_lease(run.plan.app, machine_id, nonce)
-            run.nonces.pop(machine_id, None)
+
+        await asyncio.gather(*(release(m, n) for m, n in list(run.nonces.items())))
+        run.nonces.clear()
 
     # --- machine steps -----------------------------------------------------------------
 
@@ -381,6 +390,7 @@ class Deployer:
             raise DeployFailed(
                 f"machine {machine.id} did not start ({current.state}): {exc.message}", machine.id
             ) from None
+        pause = self.timing.first_poll
         while True:
             current = await self.fly.get_machine(app, machine.id)
             exits = [
@@ -412,7 +422,8 @@ class Deployer:
                     f"{int(run.plan.wait_timeout.total_seconds())}s — {detail}",
                     machine.id,
                 )
-            await asyncio.sleep(self.timing.check_poll)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.timing.check_poll)
 
     async def _machine_done(self, run: _Run, text: str) -> None:
         run.done += 1

@@ -1,0 +1,223 @@
+"""Approvals in the thread, end to end: the deploy runs (or not) against the Fly simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import select
+
+from bot.app import build_services
+from bot.clock import FrozenClock, set_clock, utcnow
+from bot.store.engine import session_scope
+from bot.store.models import ApprovalRequest, AuditEntry, Release
+from bot.store.principals import IdentityKey, add_grant, ensure_identity
+from commands.approvals import expire_due
+from tests.flyharness import NEW, World, world
+from tests.support import Bot, RecordingConversation
+
+PEOPLE = ("shell:local:alice",)
+
+
+def people(w: World, approvers: int = 3) -> None:
+    """bob deploys; carol, dave, … approve; erin is only a deployer."""
+    engine = w.services.engine
+    for name, role in [("bob", "deployer"), ("erin", "deployer")] + [
+        (f"approver{n}", "approver") for n in range(approvers)
+    ]:
+        identity = ensure_identity(engine, IdentityKey("shell", "local", name), name)
+        add_grant(engine, identity.principal_id, role, "shop", "*", None)
+
+
+def request_row(w: World) -> ApprovalRequest:
+    with session_scope(w.services.engine) as session:
+        [row] = session.exec(select(ApprovalRequest)).all()
+        return row
+
+
+def audit_actions(w: World) -> list[tuple[str, str, str]]:
+    with session_scope(w.services.engine) as session:
+        rows = session.exec(select(AuditEntry).order_by(AuditEntry.id)).all()  # type: ignore[arg-type]
+        return [(r.action, r.display_name, r.outcome) for r in rows]
+
+
+def release_count(w: World) -> int:
+    with session_scope(w.services.engine) as session:
+        return len(session.exec(select(Release)).all())
+
+
+async def ask(w: World, line: str = f"deploy shop prod {NEW}") -> RecordingConversation:
+    outcome, conversation = await w.bot.run("bob", line)
+    assert outcome.status == "awaiting", conversation.all_text()
+    return conversation
+
+
+async def test_a_guarded_deploy_waits_in_its_thread_with_buttons(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        conversation = await ask(w)
+        [card] = conversation.public
+        assert card.title and "#1 deploy shop/prod requested by bob" in card.title
+        assert [b.command for b in card.buttons] == ["approve 1", "reject 1"]
+        assert [b.custom_id for b in card.buttons] == ["approval.approve:1", "approval.reject:1"]
+        assert ("Needs", "1 approval(s) from a approver (not the requester)") in card.fields
+        assert w.calls("Machines_update") == [] and release_count(w) == 0
+
+
+async def test_self_approval_and_approval_without_the_role_are_refused_and_audited(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        own, conversation = await w.bot.run("bob", "approve 1")
+        assert own.status == "denied"
+        assert "You asked for #1; someone else has to approve it." in conversation.all_text()
+        weak, conversation = await w.bot.run("erin", "approve 1")
+        assert weak.status == "denied"
+        assert "needs approver on shop/prod; you have deployer there" in conversation.all_text()
+        actions = audit_actions(w)
+        assert ("approve", "bob", "denied") in actions and ("approve", "erin", "denied") in actions
+        assert request_row(w).state == "pending" and release_count(w) == 0
+
+
+async def test_a_quorum_of_two_needs_two_distinct_approvers(tmp_path: Path) -> None:
+    async with world(tmp_path, approvals=2, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        first, conversation = await w.bot.run("approver0", "approve 1")
+        assert first.status == "ok" and "1/2" in conversation.all_text()
+        again, conversation = await w.bot.run("approver0", "approve 1")
+        assert again.status == "error" and "already approved" in conversation.all_text()
+        assert release_count(w) == 0
+        second, conversation = await w.bot.run("approver1", "approve 1")
+        assert second.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        with session_scope(w.services.engine) as session:
+            [release] = session.exec(select(Release)).all()
+        assert release.state == "succeeded" and release.approvers == "approver0, approver1"
+        actions = audit_actions(w)
+        assert ("approval requested", "bob", "requested") in actions
+        assert ("approval given", "approver0", "approved") in actions
+        assert ("approval executed", "bob", "executed") in actions
+
+
+async def test_twenty_concurrent_clicks_and_repeated_deliveries_deploy_once(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path, approvals=2, admins=PEOPLE) as w:
+        people(w, approvers=20)
+        await ask(w)
+        # A second bot instance on the same database takes half the clicks.
+        other = Bot(build_services(w.services.settings))
+        other.services.fly = w.fly
+        assert other.services.deployer is not None
+        other.services.deployer.fly = w.fly
+        clicks = []
+        for n in range(20):
+            bot = w.bot if n % 2 else other
+            for _ in range(3):  # Slack retries the same delivery
+                clicks.append(bot.run(f"approver{n}", "approve 1", dedupe_key=f"click-{n}"))
+        outcomes = await asyncio.gather(*clicks)
+        await w.services.jobs.wait_all()
+        await other.services.jobs.wait_all()
+        statuses = [o.status for o, _ in outcomes]
+        assert statuses.count("duplicate") == 40
+        assert release_count(w) == 1
+        assert len(w.calls("Releases_create")) == 1
+        assert len(w.calls("Machines_update")) == 6  # each machine updated exactly once
+        assert request_row(w).state == "executed"
+
+
+async def test_a_restart_between_request_and_approval_loses_nothing(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        restarted = Bot(build_services(w.services.settings))
+        restarted.services.fly = w.fly
+        assert restarted.services.deployer is not None
+        restarted.services.deployer.fly = w.fly
+        outcome, conversation = await restarted.run("approver0", "approve 1")
+        assert outcome.status == "ok", conversation.all_text()
+        await restarted.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        assert len(w.calls("Machines_update")) == 6
+
+
+async def test_an_unanswered_request_expires_with_a_controlled_clock(tmp_path: Path) -> None:
+    clock = FrozenClock(utcnow())
+    set_clock(clock)
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        clock.advance(timedelta(minutes=29))
+        assert await expire_due(w.services.engine, RecordingConversation()) == []
+        clock.advance(timedelta(minutes=2))
+        told = RecordingConversation()
+        assert await expire_due(w.services.engine, told) == [1]
+        assert told.public[-1].buttons == ()  # the card lost its buttons
+        assert "expired" in told.all_text()
+        late, conversation = await w.bot.run("approver0", "approve 1")
+        assert late.status == "error" and "Request #1 is expired" in conversation.all_text()
+        assert ("approval expired", "flybot", "expired") in audit_actions(w)
+        assert release_count(w) == 0
+
+
+async def test_an_edited_fly_toml_voids_the_request_before_it_runs(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        prod = w.root / "shop" / "prod.fly.toml"
+        prod.write_text(prod.read_text().replace('STAGE = "prod"', 'STAGE = "production"'))
+        outcome, conversation = await w.bot.run("approver0", "approve 1")
+        assert "is void: the plan changed" in conversation.all_text()
+        assert request_row(w).state == "voided"
+        assert release_count(w) == 0 and w.calls("Machines_update") == []
+        assert ("approval voided", "flybot", "voided") in audit_actions(w)
+        del outcome
+
+
+async def test_a_new_image_in_the_previous_stage_voids_a_promotion(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w, "deploy shop prod")  # promote whatever staging runs
+        await w.bot.run("bob", f"deploy shop staging {NEW} --strategy immediate")
+        await w.services.jobs.wait_all()
+        _, conversation = await w.bot.run("approver0", "approve 1")
+        assert "is void" in conversation.all_text()
+        assert request_row(w).state == "voided"
+
+
+async def test_one_reject_ends_it_with_the_reason(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        outcome, conversation = await w.bot.run("approver0", "reject 1 not during the sale")
+        assert outcome.status == "ok"
+        assert "rejected by approver0: not during the sale" in conversation.all_text()
+        late, _ = await w.bot.run("approver1", "approve 1")
+        assert late.status == "error"
+        assert request_row(w).state == "rejected"
+        assert ("approval rejected", "approver0", "rejected") in audit_actions(w)
+
+
+async def test_a_lock_at_run_time_refuses_the_approved_request(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        await w.bot.run("erin", 'lock shop prod "incident"')
+        _, conversation = await w.bot.run("approver0", "approve 1")
+        assert "shop/prod is locked by erin" in conversation.all_text()
+        row = request_row(w)
+        assert row.state == "failed" and "incident" in row.reason
+        assert release_count(w) == 0
+
+
+async def test_pending_lists_open_requests(tmp_path: Path) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        _, conversation = await w.bot.run("approver0", "pending shop")
+        assert "#1 deploy shop/prod by bob, 0/1 approvals" in conversation.all_text()
