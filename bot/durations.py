@@ -31,3 +31,11 @@ def format_duration(delta: timedelta) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts)
+
+
+def format_elapsed(seconds: float) -> str:
+    """A run time as people read it: 0.8s, 12s, 1m12s."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -110,8 +110,8 @@ def _card(request: ApprovalRequest, status: str, votes: list[ApprovalVote], live
         fields=(
             (
                 "Needs",
-                f"{request.approvals_needed} approval(s) from a {request.approver_role} "
-                "(not the requester)",
+                f"{request.approvals_needed} approval{'s' if request.approvals_needed > 1 else ''}"
+                f" by someone with the {request.approver_role} role, not the requester",
             ),
             ("Approved by", approved_by),
             ("Expires", f"{request.expires_at:%H:%M} UTC"),

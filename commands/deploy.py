@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import time
 
-from bot.deploy.engine import DeployBusy, Deployer
-from bot.deploy.plan import DeployPlan, PlanError, make_plan
 from sqlmodel import col, select
 
 from bot.clock import utcnow
+from bot.deploy.engine import DeployBusy, Deployer
+from bot.deploy.plan import DeployPlan, PlanError, make_plan
+from bot.durations import format_elapsed
 from bot.freeze import active_freeze
 from bot.store import locks
 from bot.store.engine import session_scope
@@ -71,10 +72,8 @@ class ThreadReporter:
     async def finished(self, release: Release) -> None:
         took = ""
         if release.started_at and release.finished_at:
-            seconds = int((release.finished_at - release.started_at).total_seconds())
-            took = (
-                f" in {seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f" in {seconds}s"
-            )
+            seconds = (release.finished_at - release.started_at).total_seconds()
+            took = f" in {format_elapsed(seconds)}"
         state = release.state.replace("_", " ")
         tone: Tone = "success" if release.state == "succeeded" else "error"
         text = f"{state}{took}" + (f": {release.error}" if release.error else "")

@@ -31,13 +31,17 @@ class ShellConversation:
         body = [reply.title] if reply.title else []
         if reply.text:
             body.append(reply.text)
-        for i, line in enumerate(body or [""]):
-            text = escape(f"{head if i == 0 else indent + '  '}{line}")
-            self.console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+        if not body and not prefix:  # a bare list (e.g. thread progress): no empty head line
+            lines, inner = reply.lines, indent
+        else:
+            for i, line in enumerate(body or [""]):
+                text = escape(f"{head if i == 0 else indent + '  '}{line}")
+                self.console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+            lines, inner = reply.lines, indent + "  "
         for name, value in reply.fields:
             self.console.print(escape(f"{indent}  {name}: {value}"), highlight=False)
-        for line in reply.lines:
-            self.console.print(escape(f"{indent}  {line}"), highlight=False)
+        for line in lines:
+            self.console.print(escape(f"{inner}{line}"), highlight=False)
         for button in reply.buttons:
             self.console.print(
                 escape(f"{indent}  [{button.label}] → type: {button.command}"),
@@ -64,7 +68,14 @@ class ShellConversation:
         return ref
 
     async def update(self, message: MessageRef, reply: Reply) -> None:
-        self._print(reply, "  ", prefix=f"#{message.message_id} (updated) ")
+        # A terminal cannot edit what it printed: show the new state in one line (the rest
+        # of the message, such as a plan, was printed with the original).
+        line = " — ".join(p for p in (reply.title, reply.text) if p)
+        self._print(
+            Reply(text=line, tone=reply.tone, buttons=reply.buttons),
+            "  ",
+            prefix=f"#{message.message_id} (updated) ",
+        )
 
     async def ask_secret(self, prompt: str) -> str | None:
         return await self._read_secret(prompt)

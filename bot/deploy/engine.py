@@ -28,6 +28,7 @@ from sqlmodel import col, func, select
 
 from bot.clock import utcnow
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
+from bot.durations import format_elapsed
 from bot.fly import FlyAPIError, FlyClient, LeaseHeldError, Machine
 from bot.store.engine import session_scope
 from bot.store.models import ACTIVE_DEPLOY_STATES, Release
@@ -255,10 +256,10 @@ class Deployer:
     def _final_line(self, run: _Run, outcome: str, elapsed: float) -> str:
         if outcome == "succeeded":
             return (
-                f"✓ v{run.release.version} succeeded in {_fmt_elapsed(elapsed)}: "
+                f"✓ v{run.release.version} succeeded in {format_elapsed(elapsed)}: "
                 f"{run.done}/{run.total} machines on {run.plan.image}"
             )
-        return f"v{run.release.version} {outcome.replace('_', ' ')} after {_fmt_elapsed(elapsed)}"
+        return f"v{run.release.version} {outcome.replace('_', ' ')} after {format_elapsed(elapsed)}"
 
     async def _heartbeat(self, release_id: int) -> None:
         while True:
@@ -655,8 +656,3 @@ class Deployer:
             recovered.append(updated)
             await notify(updated)
         return recovered
-
-
-def _fmt_elapsed(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -61,7 +61,9 @@ async def test_a_guarded_deploy_waits_in_its_thread_with_buttons(tmp_path: Path)
         assert card.title and "#1 deploy shop/prod requested by bob" in card.title
         assert [b.command for b in card.buttons] == ["approve 1", "reject 1"]
         assert [b.custom_id for b in card.buttons] == ["approval.approve:1", "approval.reject:1"]
-        assert ("Needs", "1 approval(s) from a approver (not the requester)") in card.fields
+        assert ("Needs", "1 approval by someone with the approver role, not the requester") in (
+            card.fields
+        )
         assert w.calls("Machines_update") == [] and release_count(w) == 0
 
 
