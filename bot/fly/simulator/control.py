@@ -1,0 +1,120 @@
+"""The test-control API under /__sim/: the call log, faults, DNS for certificates, seeding,
+the clock, images and start durations. No token needed; not part of Fly."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.fly.simulator.faults import Fault
+from bot.fly.simulator.httputil import Handler, json_response, read_body, sim_of
+from bot.fly.simulator.state import invalid
+
+
+async def sim_calls(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    operation = request.query.get("operation")
+    with sim.lock:
+        calls = [c.to_json() for c in sim.calls if operation in (None, c.operation)]
+    return json_response({"calls": calls})
+
+
+async def sim_clear_calls(request: web.Request) -> web.Response:
+    sim_of(request).clear_calls()
+    return json_response({"ok": True})
+
+
+async def sim_faults(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    with sim.lock:
+        return json_response({"faults": [f.to_json() for f in sim.faults.faults]})
+
+
+async def sim_add_fault(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    try:
+        timeout = body.get("timeout")
+        fault: Fault = sim.inject(
+            str(body.get("operation") or "*"),
+            status=body.get("status"),
+            rate=float(body.get("rate", 1.0)),
+            latency=float(body.get("latency", 0.0)),
+            latency_ms=body.get("latency_ms"),
+            timeout=timeout if isinstance(timeout, bool | int | float) else None,
+            retry_after=body.get("retry_after"),
+            count=body.get("count"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise invalid(str(exc)) from None
+    return json_response({"fault": fault.to_json()}, 201)
+
+
+async def sim_clear_faults(request: web.Request) -> web.Response:
+    sim_of(request).clear_faults(request.query.get("operation"))
+    return json_response({"ok": True})
+
+
+async def sim_dns(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    value = bool(body.get("set", True))
+    app, hostname = request.match_info["app_name"], request.match_info["hostname"]
+    sim.set_dns(app, hostname, value)
+    return json_response({"ok": True, "hostname": hostname, "dns_set": value})
+
+
+async def sim_seed(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    try:
+        sim.load_seed(str(body.get("name") or "demo"))
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return json_response({"ok": True})
+
+
+async def sim_clock(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    sim.advance(float(body.get("advance", 0)))
+    return json_response({"now": sim.clock.now()})
+
+
+async def sim_image(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    image = request.query.get("image", "")
+    return json_response({"image": image, "exists": sim.image_exists(image)})
+
+
+async def sim_prune_image(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    sim.prune_image(str(body.get("image") or ""))
+    return json_response({"ok": True})
+
+
+async def sim_start_duration(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    try:
+        sim.set_start_duration(
+            float(body["seconds"]), machine_id=body.get("machine_id"), image=body.get("image")
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise invalid(f"seconds and one of machine_id/image are required ({exc})") from None
+    return json_response({"ok": True})
+
+
+CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", "/__sim/calls", sim_calls),
+    ("DELETE", "/__sim/calls", sim_clear_calls),
+    ("GET", "/__sim/faults", sim_faults),
+    ("POST", "/__sim/faults", sim_add_fault),
+    ("DELETE", "/__sim/faults", sim_clear_faults),
+    ("POST", "/__sim/certificates/{app_name}/{hostname}/dns", sim_dns),
+    ("POST", "/__sim/seed", sim_seed),
+    ("POST", "/__sim/clock", sim_clock),
+    ("GET", "/__sim/images", sim_image),
+    ("POST", "/__sim/images/prune", sim_prune_image),
+    ("POST", "/__sim/start_duration", sim_start_duration),
+]

@@ -1,0 +1,307 @@
+"""One simulated machine: its JSON, its lifecycle and its health checks.
+
+Lifecycle is lazy: a machine has at most one pending transition (`next_action` due at
+`next_at`, on the simulator clock); `advance(now)` applies every transition that is due. So
+state is always a pure function of the clock, and a test can jump the clock forward."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.fly.simulator.clock import SimulatorTiming, iso, ms
+from bot.fly.simulator.ids import IdGen
+from bot.fly.simulator.images import image_ref, is_broken, is_crashloop
+
+WAIT_STATES = frozenset({"started", "stopped", "suspended", "destroyed", "failed", "settled"})
+MAX_EVENTS = 100
+DEFAULT_GUEST = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
+
+
+@dataclass
+class Lease:
+    nonce: str
+    owner: str
+    description: str
+    expires_at: float
+    version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nonce": self.nonce,
+            "expires_at": int(self.expires_at),
+            "owner": self.owner,
+            "description": self.description,
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    type: str
+    port: int
+    method: str
+    path: str
+
+
+@dataclass
+class SimMachine:
+    id: str
+    name: str
+    app: str
+    region: str
+    config: dict[str, Any]
+    version: str
+    private_ip: str
+    vm_ip: str
+    created_at: float
+    seq: int
+    updated_at: float = 0.0
+    state: str = "created"
+    events: list[dict[str, Any]] = field(default_factory=list)
+    cordoned: bool = False
+    lease: Lease | None = None
+    started_at: float | None = None
+    next_at: float | None = None
+    next_action: str | None = None
+    restarts: int = 0
+    start_s: float | None = None  # per-machine start duration, overriding the timing
+    secrets_version: int = 0
+    destroyed_at: float | None = None
+
+    # --- reading -----------------------------------------------------------------------
+
+    @property
+    def image(self) -> str:
+        return str(self.config.get("image") or "")
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        meta = self.config.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    def active_lease(self, now: float) -> Lease | None:
+        if self.lease is not None and self.lease.expires_at <= now:
+            self.lease = None
+        return self.lease
+
+    def to_json(self, now: float, timing: SimulatorTiming, *, events: int = 20) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state,
+            "region": self.region,
+            "instance_id": self.version,
+            "version": self.version,
+            "private_ip": self.private_ip,
+            "config": copy.deepcopy(self.config),
+            "image_ref": image_ref(self.image),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at or self.created_at),
+            "events": self.recent_events(events),
+            "checks": self.checks(now, timing),
+            "cordoned": self.cordoned,
+            "host_status": "ok",
+        }
+
+    def recent_events(self, limit: int) -> list[dict[str, Any]]:
+        return [copy.deepcopy(e) for e in reversed(self.events[-limit:])]
+
+    def check_specs(self) -> list[CheckSpec]:
+        specs = []
+        for name, check in sorted((self.config.get("checks") or {}).items()):
+            if isinstance(check, dict):
+                specs.append(_spec(str(name), check, default_port=8080))
+        for service in self.config.get("services") or []:
+            internal = int(service.get("internal_port") or 8080)
+            for index, check in enumerate(service.get("checks") or []):
+                kind = str(check.get("type") or "tcp")
+                name = f"servicecheck-{index:02d}-{kind}-{internal}"
+                specs.append(_spec(name, check, default_port=internal))
+        return specs
+
+    def checks(self, now: float, timing: SimulatorTiming) -> list[dict[str, Any]]:
+        out = []
+        for spec in self.check_specs():
+            status, output, since = self._check_result(spec, now, timing)
+            out.append(
+                {"name": spec.name, "status": status, "output": output, "updated_at": iso(since)}
+            )
+        return out
+
+    def _check_result(
+        self, spec: CheckSpec, now: float, timing: SimulatorTiming
+    ) -> tuple[str, str, float]:
+        if self.state != "started" or self.started_at is None:
+            return "critical", f"the machine is {self.state}", self.updated_at or self.created_at
+        if now - self.started_at < timing.check_grace_s:
+            return "warning", "waiting for status update", self.started_at
+        since = self.started_at + timing.check_grace_s
+        target = f"{self.vm_ip}:{spec.port}"
+        if is_crashloop(self.image):
+            return "critical", f"dial tcp {target}: connect: connection refused", since
+        if spec.type == "http":
+            url = f"{spec.method} http://{target}{spec.path}"
+            if is_broken(self.image):
+                return (
+                    "critical",
+                    f'HTTP {url}: 500 Internal Server Error Output: "database unavailable"',
+                    since,
+                )
+            return "passing", f'HTTP {url}: 200 OK Output: "ok"', since
+        if is_broken(self.image):
+            return "critical", f"dial tcp {target}: connect: connection refused", since
+        return "passing", f"TCP connect {target}: Success", since
+
+    def healthy(self, now: float, timing: SimulatorTiming) -> bool:
+        return self.state == "started" and all(
+            c["status"] == "passing" for c in self.checks(now, timing)
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def event(
+        self,
+        ids: IdGen,
+        at: float,
+        type_: str,
+        status: str,
+        source: str = "user",
+        request: dict[str, Any] | None = None,
+    ) -> None:
+        item: dict[str, Any] = {
+            "id": ids.ulid(at),
+            "type": type_,
+            "status": status,
+            "source": source,
+            "timestamp": ms(at),
+        }
+        if request is not None:
+            item["request"] = request
+        self.events.append(item)
+        del self.events[:-MAX_EVENTS]
+
+    def schedule(self, action: str | None, at: float | None) -> None:
+        self.next_action, self.next_at = action, at
+
+    def set_state(self, state: str, at: float) -> None:
+        self.state = state
+        self.updated_at = at
+
+    def boot(self, at: float, timing: SimulatorTiming) -> None:
+        """Go to `starting` now and to `started` after the start duration."""
+        self.set_state("starting", at)
+        self.started_at = None
+        start_s = timing.start_s if self.start_s is None else self.start_s
+        self.schedule("started", at + start_s)
+
+    def advance(self, now: float, timing: SimulatorTiming, ids: IdGen) -> None:
+        for _ in range(10_000):  # a clock jumped far ahead replays a crash loop, bounded
+            if self.next_at is None or self.next_at > now:
+                return
+            action, at = self.next_action, self.next_at
+            self.schedule(None, None)
+            self._apply(str(action), at, timing, ids)
+
+    def _apply(self, action: str, at: float, timing: SimulatorTiming, ids: IdGen) -> None:
+        if action == "boot":
+            self.boot(at, timing)
+        elif action == "started":
+            self.set_state("started", at)
+            self.started_at = at
+            self.event(ids, at, "start", "started", "flyd")
+            if self.config.get("auto_destroy"):
+                self.schedule("task_exit", at + timing.task_s)
+            elif is_crashloop(self.image):
+                self.schedule("crash", at + timing.crash_after_s)
+        elif action == "crash":
+            self._crash(at, timing, ids)
+        elif action == "task_exit":
+            code = 1 if _task_fails(self.config) else 0
+            self._exit_event(ids, at, code, restarting=False)
+            self.set_state("stopped", at)
+            self.started_at = None
+            if self.config.get("auto_destroy"):
+                self.set_state("destroying", at)
+                self.schedule("destroyed", at + timing.destroy_s)
+        elif action == "stopped":
+            self._exit_event(ids, at, 0, restarting=False, requested=True)
+            self.set_state("stopped", at)
+            self.started_at = None
+        elif action == "suspended":
+            self.set_state("suspended", at)
+            self.event(ids, at, "suspend", "suspended", "flyd")
+            self.started_at = None
+        elif action == "restart":
+            self._exit_event(ids, at, 0, restarting=True, requested=True)
+            self.boot(at, timing)
+        elif action == "replaced":
+            self.boot(at, timing)
+        elif action == "updated":
+            self.set_state("stopped", at)
+            self.started_at = None
+        elif action == "destroyed":
+            self.set_state("destroyed", at)
+            self.destroyed_at = at
+            self.started_at = None
+            self.lease = None
+            self.event(ids, at, "destroy", "destroyed", "flyd")
+
+    def _crash(self, at: float, timing: SimulatorTiming, ids: IdGen) -> None:
+        restart = self.config.get("restart") or {}
+        policy = str(restart.get("policy") or "on-failure")
+        max_retries = int(restart.get("max_retries") or 10)
+        again = policy == "always" or (policy == "on-failure" and self.restarts < max_retries)
+        self._exit_event(ids, at, 1, restarting=again)
+        self.started_at = None
+        if again:
+            self.restarts += 1
+            self.set_state("starting", at)
+            start_s = timing.start_s if self.start_s is None else self.start_s
+            self.schedule("started", at + timing.restart_delay_s + start_s)
+        else:
+            self.set_state("stopped", at)
+
+    def _exit_event(
+        self, ids: IdGen, at: float, code: int, *, restarting: bool, requested: bool = False
+    ) -> None:
+        self.event(
+            ids,
+            at,
+            "exit",
+            "stopped",
+            "flyd",
+            request={
+                "exit_event": {
+                    "requested_stop": requested,
+                    "restarting": restarting,
+                    "guest_exit_code": code,
+                    "guest_signal": -1,
+                    "guest_error": "",
+                    "exit_code": code,
+                    "signal": -1,
+                    "error": "",
+                    "oom_killed": False,
+                    "exited_at": iso(at),
+                },
+                "restart_count": self.restarts,
+            },
+        )
+
+
+def _spec(name: str, check: dict[str, Any], *, default_port: int) -> CheckSpec:
+    return CheckSpec(
+        name=name,
+        type=str(check.get("type") or "tcp"),
+        port=int(check.get("port") or default_port),
+        method=str(check.get("method") or "GET").upper(),
+        path=str(check.get("path") or "/"),
+    )
+
+
+def _task_fails(config: dict[str, Any]) -> bool:
+    """A run-once machine exits 1 when its image is a crashloop one or its command says so."""
+    cmd = (config.get("init") or {}).get("cmd") or []
+    return is_crashloop(str(config.get("image") or "")) or any("fail" in str(c) for c in cmd)
