@@ -53,7 +53,7 @@ class QuietReporter:
     async def progress(self, done: int, total: int) -> None:
         pass
 
-    async def flush(self) -> None:
+    async def flush(self, final: bool = False) -> None:
         pass
 
 

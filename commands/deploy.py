@@ -24,6 +24,7 @@ from commands.registry import Flag, Param, Registry
 from commands.roles import Role
 
 STEP_BATCH = 8  # thread lines per message: a 30-machine deploy posts a handful, not a hundred
+POST_EVERY = 5.0  # at a batch's end, lines are posted if the last post is this old (seconds)
 PROGRESS_EVERY = 2.0  # seconds between edits of the parent message
 
 
@@ -44,18 +45,21 @@ class ThreadReporter:
         self.buffer: list[str] = []
         self.worst = "info"
         self._last_progress = 0.0
+        self._last_post = time.monotonic()
 
     async def step(self, text: str, tone: str = "info") -> None:
         self.buffer.append(text)
         if tone == "error":
             self.worst = "error"
         if len(self.buffer) >= STEP_BATCH:
-            await self.flush()
+            await self.flush(final=True)
 
-    async def flush(self) -> None:
-        if not self.buffer:
+    async def flush(self, final: bool = False) -> None:
+        recent = time.monotonic() - self._last_post < POST_EVERY
+        if not self.buffer or (recent and not final):
             return
         lines, self.buffer = tuple(self.buffer), []
+        self._last_post = time.monotonic()
         tone: Tone = "error" if any(line.startswith("✗") for line in lines) else "info"
         await self.conversation.post_in_thread(self.thread, Reply(text="", lines=lines, tone=tone))
 

@@ -76,7 +76,7 @@ FAST_ENGINE = EngineTiming(
 )
 
 
-def write_project(root: Path, approvals: int = 1) -> Path:
+def write_project(root: Path, approvals: int = 1, extra: str = "") -> Path:
     folder = root / "shop"
     folder.mkdir(parents=True, exist_ok=True)
     for stage, name in (
@@ -86,7 +86,7 @@ def write_project(root: Path, approvals: int = 1) -> Path:
     ):
         (folder / name).write_text(STAGE_TOML.format(app=f"shop-{stage}", stage=stage))
     config = root / "flybot.toml"
-    config.write_text(FLYBOT_TOML.format(approvals=approvals))
+    config.write_text(FLYBOT_TOML.format(approvals=approvals) + extra)
     return config
 
 
@@ -125,14 +125,22 @@ class World:
 
 
 async def seed_stage(
-    fly: FlyClient, base_url: str, config_file: Path, image: str, web: int = 4, worker: int = 2
+    fly: FlyClient,
+    base_url: str,
+    config_file: Path,
+    image: str,
+    web: int = 4,
+    worker: int = 2,
+    create_app: bool = True,
 ) -> None:
     stage = load_stage_config(config_file)
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": "Bearer test"}
-    ) as http:
-        response = await http.post("/v1/apps", json={"app_name": stage.app, "org_slug": "demo"})
-        assert response.status_code in (200, 201), response.text
+    if create_app:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": "Bearer test"}
+        ) as http:
+            body = {"app_name": stage.app, "org_slug": "demo"}
+            response = await http.post("/v1/apps", json=body)
+            assert response.status_code in (200, 201), response.text
     regions = ["nrt", "sin", "nrt", "syd"]
 
     async def launch(group: str, index: int) -> None:
@@ -158,11 +166,12 @@ async def world(
     timing: Any = None,
     admins: tuple[str, ...] = ("shell:local:alice",),
     database_url: str | None = None,
+    extra_config: str = "",
 ) -> AsyncIterator[World]:
     sim = simulator.FlySimulator(seed=7, timing=timing or simulator.SimulatorTiming.fast())
     async with simulator.running_simulator(sim, port=0) as server:
         fly = fly_client(server.base_url)
-        config = write_project(tmp_path, approvals)
+        config = write_project(tmp_path, approvals, extra_config)
         await asyncio.gather(
             *(
                 seed_stage(fly, server.base_url, tmp_path / "shop" / name, seed_image)

@@ -63,7 +63,9 @@ class DeployReporter(Protocol):
 
     async def progress(self, done: int, total: int) -> None: ...
 
-    async def flush(self) -> None: ...
+    async def flush(self, final: bool = False) -> None:
+        """A batch ended (or, with `final`, the deploy): post what is worth posting."""
+        ...
 
 
 class DeployBusy(Exception):
@@ -227,8 +229,11 @@ class Deployer:
             error = str(exc)
             outcome = "failed"
             await reporter.step(f"✗ {error}", "error")
-            if plan.strategy != "bluegreen" and run.updated and run.plan.rollback_on_failure:
-                outcome = await self._rollback(run)
+            if plan.strategy != "bluegreen" and run.updated:
+                if run.plan.rollback_on_failure:
+                    outcome = await self._rollback(run)
+                else:
+                    await self._report_left(run)
         except asyncio.CancelledError:
             outcome, error = "interrupted", "the deploy was cancelled"
             raise
@@ -250,7 +255,7 @@ class Deployer:
                 self._final_line(run, outcome, elapsed),
                 "success" if outcome == "succeeded" else "error",
             )
-            await reporter.flush()
+            await reporter.flush(final=True)
         return self.get(release_id)
 
     def _final_line(self, run: _Run, outcome: str, elapsed: float) -> str:
@@ -586,6 +591,23 @@ class Deployer:
                 f"release command exited with code {code}; no machine was changed.", machine.id
             )
         await run.reporter.step("✓ release command succeeded")
+
+    async def _report_left(self, run: _Run) -> None:
+        """The stage's policy says leave them: say exactly which machine runs what."""
+        await run.reporter.step(
+            "Rollback is off for this stage: machines are left as they are.", "warning"
+        )
+        updated = {item.machine_id for item in run.updated}
+        for group in run.plan.groups:
+            for machine in group.update:
+                image = (
+                    run.plan.image
+                    if machine.id in updated
+                    else (machine.config.image if machine.config else "?")
+                )
+                await run.reporter.step(f"{machine.id} ({machine.region}) runs {image}")
+        for machine_id in run.created:
+            await run.reporter.step(f"{machine_id} (new) runs {run.plan.image}")
 
     async def _rollback(self, run: _Run) -> str:
         await run.reporter.step(
