@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 from bot.deploy.engine import Deployer, EngineTiming
 from bot.fly import FlyClient, FlyConfig
 from bot.projects import load_catalog, sync_catalog
@@ -11,6 +13,7 @@ from bot.settings import Settings
 from bot.store import make_engine, upgrade
 from bot.store.models import Release
 from commands import build_registry
+from commands.approvals import expire_due
 from commands.context import Services
 from commands.dispatch import Dispatcher
 from commands.permissions import ensure_admins
@@ -48,6 +51,28 @@ def fly_client(settings: Settings) -> FlyClient | None:
             api_base_url=settings.fly_api_base_url,
         )
     )
+
+
+APPROVAL_EXPIRY_EVERY = 30.0  # seconds between sweeps for expired approval requests
+
+
+def start_scheduler(
+    services: Services, conversation: Conversation, every: float = APPROVAL_EXPIRY_EVERY
+) -> AsyncIOScheduler:
+    """Periodic work in this process. Each job is safe on any number of instances: what it
+    changes is claimed by a compare-and-set in the database."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        expire_due,
+        "interval",
+        seconds=every,
+        args=(services.engine, conversation),
+        id="approval-expiry",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    return scheduler
 
 
 def build_dispatcher(settings: Settings) -> Dispatcher:

@@ -22,7 +22,7 @@ from commands.context import CommandContext
 from commands.dispatch import run_approved
 from commands.errors import CommandError, PermissionDenied
 from commands.guard import Approved, AwaitingApproval
-from commands.permissions import authorize
+from commands.permissions import authorize, holders
 from commands.port import Button, Conversation, MessageRef, Reply
 from commands.registry import Param, Registry
 from commands.roles import Role
@@ -100,8 +100,13 @@ def _thread(request: ApprovalRequest) -> MessageRef:
     return MessageRef(request.channel_id, request.message_id, request.thread_id or None)
 
 
-def _card(request: ApprovalRequest, status: str, votes: list[ApprovalVote], live: bool) -> Reply:
+def _card(
+    engine: Engine, request: ApprovalRequest, status: str, votes: list[ApprovalVote], live: bool
+) -> Reply:
     approved_by = ", ".join(v.name for v in votes) or "nobody yet"
+    who = holders(engine, Role.parse(request.approver_role), request.project, request.stage)
+    who.pop(request.requested_by, None)
+    can_approve = ", ".join(sorted(who.values())) or "nobody yet: an admin must grant the role"
     return Reply(
         title=f"🔐 #{request.id} {request.verb} {request.project}/{request.stage} "
         f"requested by {request.requester_name}",
@@ -113,6 +118,7 @@ def _card(request: ApprovalRequest, status: str, votes: list[ApprovalVote], live
                 f"{request.approvals_needed} approval{'s' if request.approvals_needed > 1 else ''}"
                 f" by someone with the {request.approver_role} role, not the requester",
             ),
+            ("Can approve", can_approve),
             ("Approved by", approved_by),
             ("Expires", f"{request.expires_at:%H:%M} UTC"),
         ),
@@ -180,6 +186,7 @@ async def require_approval(
         session.flush()
     thread = await ctx.conversation.start_thread(
         _card(
+            ctx.engine,
             request,
             f"waiting for approval (expires in {format_duration(policy.approval_expires)})",
             [],
@@ -251,7 +258,7 @@ async def _tell(
     fresh = _get(engine, request.id or 0) or request
     await conversation.update(
         _thread(fresh),
-        _card(fresh, status, _votes(engine, fresh.id or 0), live=fresh.state == "pending"),
+        _card(engine, fresh, status, _votes(engine, fresh.id or 0), live=fresh.state == "pending"),
     )
     await conversation.post_in_thread(_thread(fresh), Reply(text=thread_line))
 

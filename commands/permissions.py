@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from bot.store.engine import session_scope
-from bot.store.principals import IdentityKey, add_grant, ensure_identity, grants_of
+from bot.store.models import Grant
+from bot.store.principals import (
+    IdentityKey,
+    add_grant,
+    display_name_of,
+    ensure_identity,
+    grants_of,
+)
 from commands.roles import ANY, Role, format_scope, scope_covers
 
 
@@ -37,6 +45,18 @@ def authorize(
     if have is None:
         return Decision(False, f"needs {needed.name} on {scope}; you have no role there")
     return Decision(False, f"needs {needed.name} on {scope}; you have {have.name} there")
+
+
+def holders(engine: Engine, needed: Role, project: str, stage: str) -> dict[int, str]:
+    """Everyone who holds `needed` (or more) on (project, stage): principal id -> a name."""
+    found: dict[int, str] = {}
+    with session_scope(engine) as session:
+        for grant in session.exec(select(Grant)):
+            if Role[grant.role] >= needed and scope_covers(
+                grant.project, grant.stage, project, stage
+            ):
+                found[grant.principal_id] = display_name_of(session, grant.principal_id)
+    return found
 
 
 def ensure_admins(engine: Engine, keys: tuple[str, ...]) -> None:

@@ -17,7 +17,7 @@ from typing import TextIO
 from rich.console import Console
 
 from adapters.shell.conversation import CHANNEL, ShellConversation
-from bot.app import recover_interrupted
+from bot.app import recover_interrupted, start_scheduler
 from commands.context import Services
 from commands.dispatch import Dispatcher
 from commands.port import Invocation
@@ -136,7 +136,11 @@ async def run_shell(
     if banner:
         console.print(banner, style="dim", highlight=False)
     await recover_interrupted(services, session.conversation)
-    if interactive:
-        await session.run_interactive(history_file)
-    else:
-        await session.run_script(stream)
+    scheduler = start_scheduler(services, session.conversation)
+    try:
+        if interactive:
+            await session.run_interactive(history_file)
+        else:
+            await session.run_script(stream)
+    finally:
+        scheduler.shutdown(wait=False)

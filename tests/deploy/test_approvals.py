@@ -61,6 +61,8 @@ async def test_a_guarded_deploy_waits_in_its_thread_with_buttons(tmp_path: Path)
         assert card.title and "#1 deploy shop/prod requested by bob" in card.title
         assert [b.command for b in card.buttons] == ["approve 1", "reject 1"]
         assert [b.custom_id for b in card.buttons] == ["approval.approve:1", "approval.reject:1"]
+        # alice is an admin of everything; bob asked, so he is not listed
+        assert ("Can approve", "alice, approver0, approver1, approver2") in card.fields
         assert ("Needs", "1 approval by someone with the approver role, not the requester") in (
             card.fields
         )
@@ -223,3 +225,25 @@ async def test_pending_lists_open_requests(tmp_path: Path) -> None:
         await ask(w)
         _, conversation = await w.bot.run("approver0", "pending shop")
         assert "#1 deploy shop/prod by bob, 0/1 approvals" in conversation.all_text()
+
+
+async def test_the_scheduler_expires_requests_and_tells_the_thread(tmp_path: Path) -> None:
+    from bot.app import start_scheduler
+
+    clock = FrozenClock(utcnow())
+    set_clock(clock)
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        told = RecordingConversation()
+        scheduler = start_scheduler(w.services, told, every=0.05)
+        try:
+            clock.advance(timedelta(minutes=31))
+            for _ in range(200):
+                if request_row(w).state == "expired":
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            scheduler.shutdown(wait=False)
+        assert request_row(w).state == "expired"
+        assert "This request expired" in told.all_text()
