@@ -46,20 +46,41 @@ async def test_a_failing_release_command_stops_before_any_machine_changes(tmp_pa
         assert release.error in conversation.all_text()
 
 
-async def test_a_new_process_group_gets_its_first_machine_in_the_primary_region(
+async def test_new_process_groups_get_their_first_machines_in_the_primary_region(
     tmp_path: Path,
 ) -> None:
     async with world(tmp_path) as w:
-        edit_staging(w, "[processes]\n", '[processes]\n  cron = "/app/shop cron"\n')
+        edit_staging(
+            w, "[processes]\n", '[processes]\n  cron = "/app/shop cron"\n  api = "/app/shop api"\n'
+        )
+        edit_staging(w, 'processes = ["web"]', 'processes = ["web", "api"]')
         outcome, _ = await deploy(w, f"deploy shop staging {NEW}")
         assert outcome.status == "ok"
         assert releases(w)[0].state == "succeeded", releases(w)[0].error
         machines = await w.machines()
-        crons = [m for m in machines if m.metadata.get("fly_process_group") == "cron"]
-        assert len(crons) == 1 and crons[0].region == "nrt"  # one: cron has no services
-        assert crons[0].config and crons[0].config.image == NEW
-        assert crons[0].metadata["fly_platform_version"] == "v2"
-        assert len(machines) == 7
+        by_group: dict[str, list[str]] = {}
+        for machine in machines:
+            assert machine.config and machine.config.image == NEW
+            assert machine.metadata["fly_platform_version"] == "v2"
+            by_group.setdefault(machine.metadata["fly_process_group"], []).append(
+                machine.region or ""
+            )
+        assert by_group["cron"] == ["nrt"]  # one: cron has no services
+        assert by_group["api"] == ["nrt", "nrt"]  # two: api serves HTTP
+        assert len(machines) == 9
+
+
+async def test_the_release_is_recorded_on_fly_and_leases_are_kept_fresh(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await deploy(w, f"deploy shop staging {NEW}")
+        await deploy(w, f"deploy shop staging {BROKEN}")
+        created = w.calls("Releases_create")
+        assert [c.body["image"] for c in created] == [NEW, BROKEN]
+        assert [c.body["status"] for c in w.calls("Releases_update")] == ["complete", "failed"]
+        # The broken deploy waits out its 3 s timeout: its leases (TTL 5 s) were refreshed.
+        refreshes = [c for c in w.calls("Machines_create_lease") if c.status == 200]
+        assert refreshes, "no lease was refreshed"
+        assert all(c.status != 409 for c in w.calls("Machines_update"))
 
 
 async def test_with_rollback_off_a_failure_leaves_the_machines_and_says_what_runs_where(
