@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.deploy.engine import Deployer
 from sqlalchemy.engine import Engine
 
+from bot.deploy.engine import Deployer
 from bot.fly import FlyClient
 from bot.jobs import JobRunner
 from bot.projects import Catalog
