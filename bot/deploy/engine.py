@@ -16,7 +16,7 @@ import os
 import shlex
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -56,6 +56,18 @@ class EngineTiming:
     heartbeat: float = 5.0
     stale_after: float = 30.0  # another instance's deploy is dead after this long silent
     crash_exits: int = 2  # exits after an update that make a crash loop
+
+
+async def settle(steps: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run steps side by side and let every one finish before raising the first failure.
+
+    A plain gather would raise while sibling updates are still in flight, so a rollback
+    could start before it knows every machine that changed.
+    """
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class DeployReporter(Protocol):
@@ -314,7 +326,7 @@ class Deployer:
             run.nonces[machine.id] = lease.nonce or ""
 
         try:
-            await asyncio.gather(*(take(m) for m in machines))
+            await settle(take(m) for m in machines)
         finally:
             # Recorded even on failure, so whatever was taken is released (or recovered).
             self._set(run.release.id or 0, leases_json=json.dumps(run.nonces))
@@ -474,7 +486,7 @@ class Deployer:
             await run.reporter.step(
                 f"[{group.group}] batch {number}/{len(batches)}: {', '.join(m.id for m in batch)}"
             )
-            await asyncio.gather(*(self._update_and_wait(run, group, m) for m in batch))
+            await settle(self._update_and_wait(run, group, m) for m in batch)
             await run.reporter.flush()
         await self._create_new(run, group)
 
@@ -487,7 +499,7 @@ class Deployer:
             await self._update(run, group, machine)
             await self._machine_done(run, f"{machine.id} ({machine.region}) updated")
 
-        await asyncio.gather(*(one(g, m) for g in run.plan.groups for m in g.update))
+        await settle(one(g, m) for g in run.plan.groups for m in g.update)
         for group in run.plan.groups:
             await self._create_new(run, group, wait=False)
 
@@ -524,7 +536,7 @@ class Deployer:
                 f"{len(greens)} green machine(s) created; waiting for all "
                 "to be healthy before they take traffic"
             )
-            await asyncio.gather(*(self._wait_healthy(run, green) for _, _, green in greens))
+            await settle(self._wait_healthy(run, green) for _, _, green in greens)
         except (DeployFailed, FlyAPIError):
             await run.reporter.step(
                 "Removing the green machines; the blue ones keep serving.", "warning"
