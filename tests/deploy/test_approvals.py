@@ -109,9 +109,10 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(tmp_path: Path) -> N
 
 
 async def test_twenty_concurrent_clicks_and_repeated_deliveries_deploy_once(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    async with world(tmp_path, approvals=2, admins=PEOPLE) as w:
+    """On SQLite and on PostgreSQL (the shared-database mode of several instances)."""
+    async with world(tmp_path, approvals=2, admins=PEOPLE, database_url=database_url) as w:
         people(w, approvers=20)
         await ask(w)
         # A second bot instance on the same database takes half the clicks.

@@ -109,3 +109,47 @@ def test_postgres_urls_are_normalised() -> None:
     assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_racing_deploy_claims_get_one_active_release_per_app(database_url: str) -> None:
+    from datetime import timedelta as td
+
+    from bot.deploy.engine import DeployBusy, Deployer
+    from bot.deploy.plan import DeployPlan
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    plan = DeployPlan(
+        project="p",
+        stage="s",
+        app="p-s",
+        image="i:1",
+        image_source="given",
+        image_digest="",
+        previous_image="",
+        strategy="rolling",
+        max_unavailable=1,
+        wait_timeout=td(minutes=1),
+        release_command=None,
+        primary_region="nrt",
+        groups=(),
+    )
+    deployers = [Deployer(engine, None, instance=f"host{i}") for i in range(6)]  # type: ignore[arg-type]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(deployers))
+
+    def claim(deployer: Deployer) -> None:
+        barrier.wait()
+        try:
+            deployer.claim(plan, requested_by=None, requester_name=deployer.instance)
+            outcomes.append("claimed")
+        except DeployBusy as busy:
+            assert "p-s is being deployed by host" in str(busy)
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=claim, args=(d,)) for d in deployers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["busy"] * 5 + ["claimed"]
