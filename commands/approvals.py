@@ -417,7 +417,6 @@ def register(registry: Registry) -> None:
         summary="List requests waiting for approval.",
         params=(Param("project", "project", required=False),),
         role=Role.viewer,
-        audited=False,
     )
     async def pending(ctx: CommandContext) -> None:
         await expire_due(ctx.engine, ctx.conversation)

@@ -20,7 +20,6 @@ def register(registry: Registry) -> None:
             Flag("limit", "int", help=f"how many entries (1-{MAX_LIMIT}, default 20)", metavar="N"),
         ),
         role=Role.approver,
-        audited=False,
         examples=("/fly audit ping-go --limit 50",),
     )
     async def show_audit(ctx: CommandContext) -> None:

@@ -208,7 +208,6 @@ def register(registry: Registry) -> None:
         params=(Param("project", "project"), Param("stage", "stage")),
         flags=(Flag("limit", "int", help="how many (default 10)", metavar="N"),),
         role=Role.viewer,
-        audited=False,
     )
     async def releases(ctx: CommandContext) -> None:
         project, stage = ctx.args["project"], ctx.args["stage"]

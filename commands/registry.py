@@ -57,7 +57,7 @@ class Command:
     flags: tuple[Flag, ...] = ()
     role: Role | None = None  # None: anyone may run it
     guardable: bool = False  # a stage policy may require approval for it
-    audited: bool = True
+    audited: bool = True  # only help and whoami opt out: every other attempt is audited
     examples: tuple[str, ...] = ()
 
     @property

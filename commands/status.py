@@ -44,7 +44,6 @@ def register(registry: Registry) -> None:
         summary="Show a stage's machines by process group and region: state, image, checks.",
         params=(Param("project", "project"), Param("stage", "stage")),
         role=Role.viewer,
-        audited=False,
         examples=("/fly status ping-go prod",),
     )
     async def status(ctx: CommandContext) -> None:
@@ -78,7 +77,6 @@ def register(registry: Registry) -> None:
         "apps",
         summary="List the org's Fly apps and which project stage each one is.",
         role=Role.viewer,
-        audited=False,
     )
     async def apps(ctx: CommandContext) -> None:
         listed = await fly_of(ctx).list_apps(ctx.services.settings.fly_org)
