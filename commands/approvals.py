@@ -293,6 +293,7 @@ def register(registry: Registry) -> None:
         summary="Approve a pending request (the Approve button does the same).",
         params=(Param("id", "int", help="the request number, e.g. 12"),),
         examples=("/fly approve 12",),
+        access="the stage's approver role, not the requester",
     )
     async def approve(ctx: CommandContext) -> None:
         request = await _open_request(ctx, ctx.args["id"])
@@ -376,6 +377,7 @@ def register(registry: Registry) -> None:
         summary="Reject a pending request; one reject ends it.",
         params=(Param("id", "int"), Param("reason", "text", required=False, rest=True)),
         examples=("/fly reject 12 not during the sale",),
+        access="the stage's approver role, not the requester",
     )
     async def reject(ctx: CommandContext) -> None:
         request = await _open_request(ctx, ctx.args["id"])

@@ -21,8 +21,7 @@ def register(registry: Registry) -> None:
             lines = []
             for name in registry.verbs:
                 for command in registry.family(name):
-                    role = command.role.name if command.role else "anyone"
-                    lines.append(f"{command.usage()}  — {command.summary} ({role})")
+                    lines.append(f"{command.usage()}  — {command.summary} ({command.who})")
             await ctx.say_private(
                 "Commands (the role each needs is in brackets). `/fly help <verb>` for more.",
                 title="flybot help",
@@ -40,9 +39,8 @@ def register(registry: Registry) -> None:
             )
         lines = []
         for command in family:
-            role = command.role.name if command.role else "anyone"
             lines.append(f"{command.usage()}")
-            lines.append(f"    {command.summary} Needs: {role}.")
+            lines.append(f"    {command.summary} Needs: {command.who}.")
             if command.guardable:
                 lines.append("    A stage's policy can require approval for it.")
             for param in command.params:

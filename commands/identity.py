@@ -58,6 +58,7 @@ def register(registry: Registry) -> None:
             Param("code2", required=False),
         ),
         examples=("/fly link", "/fly link ABCD-EFGH", "/fly link confirm ABCD-EFGH"),
+        usage_text="/fly link [<code> | confirm <code>]",
     )
     async def link(ctx: CommandContext) -> None:
         first, second = ctx.args.get("code"), ctx.args.get("code2")

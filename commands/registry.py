@@ -59,6 +59,8 @@ class Command:
     guardable: bool = False  # a stage policy may require approval for it
     audited: bool = True  # only help and whoami opt out: every other attempt is audited
     examples: tuple[str, ...] = ()
+    access: str = ""  # who may run it, when the handler checks it itself (shown in help)
+    usage_text: str = ""  # replaces the generated usage line when the params read oddly
 
     @property
     def name(self) -> str:
@@ -68,7 +70,13 @@ class Command:
     def switches(self) -> frozenset[str]:
         return frozenset(f.name for f in self.flags if f.kind == "switch")
 
+    @property
+    def who(self) -> str:
+        return self.access or (self.role.name if self.role else "anyone")
+
     def usage(self) -> str:
+        if self.usage_text:
+            return self.usage_text
         parts = ["/fly", *self.path, *(p.placeholder() for p in self.params)]
         for flag in self.flags:
             parts.append(
