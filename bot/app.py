@@ -13,7 +13,7 @@ from bot.settings import Settings
 from bot.store import make_engine, upgrade
 from bot.store.models import Release
 from commands import build_registry
-from commands.approvals import expire_due
+from commands.approvals import fail_stuck, sweep
 from commands.context import Services
 from commands.dispatch import Dispatcher
 from commands.permissions import ensure_admins
@@ -63,7 +63,7 @@ def start_scheduler(
     changes is claimed by a compare-and-set in the database."""
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(
-        expire_due,
+        sweep,
         "interval",
         seconds=every,
         args=(services.engine, conversation),
@@ -81,7 +81,8 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
 
 async def recover_interrupted(services: Services, conversation: Conversation) -> list[Release]:
     """At start: deploys a dead process left running are marked interrupted, their leases
-    freed, and their threads told."""
+    freed, and their threads told; approved requests it was starting are marked failed."""
+    await fail_stuck(services.engine, conversation)
     if services.deployer is None:
         return []
 

@@ -8,6 +8,8 @@ changed plan voids it before it runs. Every transition is a compare-and-set.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -248,6 +250,39 @@ async def expire_due(engine: Engine, conversation: Conversation) -> list[int]:
     return expired
 
 
+STUCK_AFTER = timedelta(minutes=2)
+
+
+async def fail_stuck(engine: Engine, conversation: Conversation) -> list[int]:
+    """A request approved and claimed for execution by a process that then died stays
+    `executing`; after STUCK_AFTER it is marked failed and its thread told, so nobody waits
+    on it. (Starting an action takes seconds: the window is generous.)"""
+    cutoff = utcnow() - STUCK_AFTER
+    with session_scope(engine) as session:
+        stuck = list(
+            session.exec(
+                select(ApprovalRequest).where(
+                    ApprovalRequest.state == "executing",
+                    col(ApprovalRequest.decided_at) <= cutoff,
+                )
+            )
+        )
+    failed = []
+    reason = "flybot stopped while starting it; ask again"
+    for request in stuck:
+        if _transition(engine, request.id or 0, ("executing",), "failed", reason=reason):
+            failed.append(request.id or 0)
+            _record(engine, request, "approval not executed", "flybot", "failed", reason)
+            await _tell(engine, conversation, request, f"failed: {reason}", f"✗ Not run: {reason}.")
+    return failed
+
+
+async def sweep(engine: Engine, conversation: Conversation) -> None:
+    """The scheduler's periodic pass: expire what is due, fail what is stuck."""
+    await expire_due(engine, conversation)
+    await fail_stuck(engine, conversation)
+
+
 async def _tell(
     engine: Engine,
     conversation: Conversation,
@@ -440,4 +475,4 @@ def register(registry: Registry) -> None:
         )
 
 
-__all__ = ["expire_due", "register", "require_approval"]
+__all__ = ["expire_due", "fail_stuck", "register", "require_approval", "sweep"]

@@ -248,3 +248,25 @@ async def test_the_scheduler_expires_requests_and_tells_the_thread(tmp_path: Pat
             scheduler.shutdown(wait=False)
         assert request_row(w).state == "expired"
         assert "This request expired" in told.all_text()
+
+
+async def test_a_request_left_executing_by_a_dead_process_is_failed_and_told(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import update
+
+    from commands.approvals import fail_stuck
+
+    clock = FrozenClock(utcnow())
+    set_clock(clock)
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        with session_scope(w.services.engine) as session:  # as if a process died right here
+            session.execute(update(ApprovalRequest).values(state="executing", decided_at=utcnow()))
+        told = RecordingConversation()
+        assert await fail_stuck(w.services.engine, told) == []
+        clock.advance(timedelta(minutes=3))
+        assert await fail_stuck(w.services.engine, told) == [1]
+        assert request_row(w).state == "failed"
+        assert "flybot stopped while starting it; ask again" in told.all_text()
