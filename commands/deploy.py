@@ -150,6 +150,24 @@ async def start_deploy(
     return release
 
 
+async def roll_out(
+    ctx: CommandContext, plan: DeployPlan, verb: str, plan_title: str, headline: str = ""
+) -> Release | None:
+    """The common tail of deploy and rollback: a dry run shows the plan; otherwise locks and
+    freezes are checked, the stage's policy may turn it into an approval request, and the
+    roll-out starts. None for a dry run."""
+    summary = ([headline] if headline else []) + plan.summary_lines()
+    if ctx.flags.get("dry-run"):
+        await ctx.say("Dry run: nothing was changed.", title=plan_title, lines=tuple(summary))
+        return None
+    refuse_if_held(ctx, plan.project, plan.stage)
+    approved = await require_approval(
+        ctx, verb, plan.project, plan.stage, plan.fingerprint, summary
+    )
+    approvers = ", ".join(approved.approvers) if approved else ""
+    return await start_deploy(ctx, plan, kind=verb, approvers=approvers)
+
+
 def register(registry: Registry) -> None:
     @registry.command(
         "deploy",
@@ -187,20 +205,9 @@ def register(registry: Registry) -> None:
             )
         except PlanError as exc:
             raise CommandError(str(exc)) from None
-        if ctx.flags.get("dry-run"):
-            await ctx.say(
-                "Dry run: nothing was changed.",
-                title=f"Plan for {project}/{stage} ({plan.app})",
-                lines=tuple(plan.summary_lines()),
-            )
-            return
-        refuse_if_held(ctx, project, stage)
-        approved = await require_approval(
-            ctx, "deploy", project, stage, plan.fingerprint, plan.summary_lines()
-        )
-        approvers = ", ".join(approved.approvers) if approved else ""
-        release = await start_deploy(ctx, plan, approvers=approvers)
-        ctx.audit_note = f"release v{release.version} of {plan.image}"
+        release = await roll_out(ctx, plan, "deploy", f"Plan for {project}/{stage} ({plan.app})")
+        if release is not None:
+            ctx.audit_note = f"release v{release.version} of {plan.image}"
 
     @registry.command(
         "releases",
@@ -269,25 +276,10 @@ def register(registry: Registry) -> None:
             )
         except PlanError as exc:
             raise CommandError(str(exc)) from None
-        if ctx.flags.get("dry-run"):
-            await ctx.say(
-                "Dry run: nothing was changed.",
-                title=f"Rollback plan for {project}/{stage} to v{target.version}",
-                lines=tuple(plan.summary_lines()),
-            )
-            return
-        refuse_if_held(ctx, project, stage)
-        approved = await require_approval(
-            ctx,
-            "rollback",
-            project,
-            stage,
-            plan.fingerprint,
-            [f"Roll back to v{target.version}", *plan.summary_lines()],
-        )
-        approvers = ", ".join(approved.approvers) if approved else ""
-        release = await start_deploy(ctx, plan, kind="rollback", approvers=approvers)
-        ctx.audit_note = f"rollback to v{target.version} as v{release.version}"
+        title = f"Rollback plan for {project}/{stage} to v{target.version}"
+        release = await roll_out(ctx, plan, "rollback", title, f"Roll back to v{target.version}")
+        if release is not None:
+            ctx.audit_note = f"rollback to v{target.version} as v{release.version}"
 
 
 def _rollback_target(ctx: CommandContext, project: str, stage: str, version: int | None) -> Release:
