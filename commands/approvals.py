@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -18,6 +17,7 @@ from sqlmodel import col, select
 from bot.clock import utcnow
 from bot.durations import format_duration
 from bot.store import audit
+from bot.store.approvals import move_request
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote, AuditEntry
 from commands.context import CommandContext
@@ -43,13 +43,7 @@ def buttons(request_id: int) -> tuple[Button, ...]:
 def _transition(
     engine: Engine, request_id: int, expect: tuple[str, ...], to: str, **values: object
 ) -> bool:
-    with session_scope(engine) as session:
-        result = session.execute(
-            update(ApprovalRequest)
-            .where(col(ApprovalRequest.id) == request_id, col(ApprovalRequest.state).in_(expect))
-            .values(state=to, **values)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    return move_request(engine, request_id, expect, to, **values)
 
 
 def _get(engine: Engine, request_id: int) -> ApprovalRequest | None:

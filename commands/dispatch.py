@@ -7,13 +7,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import col
-
 from bot.clock import utcnow
 from bot.fly import FlyAPIError
 from bot.store import audit, dedupe
-from bot.store.engine import session_scope
+from bot.store.approvals import move_request
 from bot.store.models import ApprovalRequest, AuditEntry
 from bot.store.principals import IdentityKey, ensure_identity
 from commands.binding import bind
@@ -182,13 +179,7 @@ async def run_approved(
 
 
 def _move(services: Services, request_id: int, expect: str, to: str, **values: object) -> bool:
-    with session_scope(services.engine) as session:
-        result = session.execute(
-            update(ApprovalRequest)
-            .where(col(ApprovalRequest.id) == request_id, col(ApprovalRequest.state) == expect)
-            .values(state=to, decided_at=utcnow(), **values)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    return move_request(services.engine, request_id, (expect,), to, decided_at=utcnow(), **values)
 
 
 def _leading_words(tokens: list[str]) -> list[str]:
