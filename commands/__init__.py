@@ -1,18 +1,23 @@
-"""The command layer: grammar, registry, permissions, and one module per command family.
+"""The command layer: the pipeline, the registry of declared verbs, and one module per family.
 
-It speaks to people only through `commands.port.Conversation` and never imports a chat library.
+It speaks to people only through the port (`commands.port`: an `Interaction` for the
+invocation being handled, the router's `Outbox` for everything durable) and never imports a
+chat library. To read it: `port.py` and `reply.py` (what goes in and out), `registry.py` and
+`kinds.py` (how a verb is declared), `dispatch.py` (the pipeline) and `guard.py` (locks,
+freezes, approvals), then any family module.
 """
 
 from __future__ import annotations
 
 from commands import approvals, audit, deploy, help, identity, locks, perms, status
-from commands.registry import Registry
+from commands.registry import Registry, declared_in
 
 FAMILIES = (help, identity, perms, audit, locks, status, deploy, approvals)
 
 
 def build_registry() -> Registry:
+    """Every verb the family modules declare."""
     registry = Registry()
     for family in FAMILIES:
-        family.register(registry)
+        registry.add_all(declared_in(family))
     return registry

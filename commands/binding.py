@@ -1,120 +1,46 @@
-"""Turn a command's words and flags into checked values, before anything is touched.
+"""Turn a command's words and flags into checked values, before anything is touched, and
+write checked values back as a canonical command line.
 
-Every check here is pure: a line that fails binding changes nothing anywhere.
+Every check here is pure: a line that fails binding changes nothing anywhere. Any failure,
+whatever raised it inside a conversion (an overflow, a bad value), is a `UsageError`.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
+import shlex
 from typing import Any
 
-from bot.durations import parse_duration
 from bot.projects import Catalog
-from bot.store.principals import IdentityKey
 from commands.errors import UsageError
+from commands.kinds import MASK, Binding, Kind, parse_user
 from commands.port import Invocation
-from commands.registry import Command, Param, suggest
-from commands.roles import ANY, Role
+from commands.registry import Command, Param
 
-_MENTION = re.compile(r"^<@!?([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
-_FULL_KEY = re.compile(r"^(slack|discord|shell):([^:\s]+):([^:\s]+)$")
+__all__ = ["bind", "canonical_line", "parse_user"]
 
 
-def parse_user(word: str, invocation: Invocation) -> IdentityKey:
-    """A user named by a mention (`<@U123>`, `<@!123>`, `@bob`) or a full key.
-
-    Mentions resolve on the invoker's own platform and workspace, by immutable id. A display
-    name is never looked up: two people may share one.
-    """
-    match = _MENTION.match(word)
-    if match:
-        return IdentityKey(invocation.platform, invocation.workspace_id, match.group(1))
-    full = _FULL_KEY.match(word)
-    if full:
-        return IdentityKey(full.group(1), full.group(2), full.group(3))
-    if word.startswith("@") and re.fullmatch(r"@[A-Za-z0-9_.-]+", word):
-        return IdentityKey(invocation.platform, invocation.workspace_id, word[1:])
-    raise UsageError(
-        f"'{word}' is not a user. Mention them (@name) or give platform:workspace:user."
-    )
+def _convert(kind: Kind, label: str, word: str, binding: Binding) -> Any:
+    try:
+        return kind.convert(label, word, binding)
+    except UsageError:
+        raise
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        raise UsageError(f"{label}: '{word[:40]}' is out of range ({exc}).") from None
 
 
-def _project(word: str, catalog: Catalog, allow_all: bool) -> str:
-    if allow_all and word == ANY:
-        return ANY
-    if catalog.project(word) is not None:
-        return word
-    known = sorted(catalog.projects)
-    if not known:
-        raise UsageError(f"Unknown project '{word}': no projects are configured (see flybot.toml).")
-    star = " or *" if allow_all else ""
-    raise UsageError(
-        f"Unknown project '{word}'.{suggest(word, known)} Projects: {', '.join(known)}{star}."
-    )
-
-
-def _stage(word: str, project: str | None, catalog: Catalog, allow_all: bool) -> str:
-    if allow_all and word == ANY:
-        return ANY
-    if project is None or project == ANY:
-        if allow_all:
-            raise UsageError(
-                f"A stage ('{word}') needs a project; use * for every project's stages."
-            )
-        raise UsageError(f"Stage '{word}' needs a project before it.")
-    entry = catalog.project(project)
-    assert entry is not None
-    if entry.stage(word) is not None:
-        return word
-    names = entry.stage_names
-    star = " or *" if allow_all else ""
-    raise UsageError(
-        f"Unknown stage '{word}' of {project}.{suggest(word, names)} "
-        f"Stages: {', '.join(names)}{star}."
-    )
-
-
-def _convert(
-    param: Param, word: str, bound: dict[str, Any], catalog: Catalog, invocation: Invocation
-) -> Any:
-    kind = param.kind
-    if kind in ("project", "project_or_all"):
-        return _project(word, catalog, allow_all=kind == "project_or_all")
-    if kind in ("stage", "stage_or_all"):
-        return _stage(word, bound.get("project"), catalog, allow_all=kind == "stage_or_all")
-    if kind == "role":
-        return Role.parse(word)
-    if kind == "user":
-        return parse_user(word, invocation)
-    if kind == "int":
-        if not re.fullmatch(r"-?\d{1,9}", word):
-            raise UsageError(f"<{param.name}> must be a whole number, not '{word}'.")
-        return int(word)
-    return word
-
-
-def _flag_value(command: Command, name: str, raw: str | None) -> Any:
+def _flag_value(command: Command, name: str, raw: str | None, binding: Binding) -> Any:
     spec = next((f for f in command.flags if f.name == name), None)
     if spec is None:
         names = [f.name for f in command.flags]
         allowed = ", ".join(f"--{n}" for n in names) if names else "none"
+        from commands.registry import suggest
+
         hint = suggest(name, names).replace("'", "'--", 1) if names else ""
         raise UsageError(f"Unknown flag --{name} for '{command.name}'.{hint} Flags: {allowed}.")
-    if spec.kind == "switch":
+    if spec.is_switch:
         return True
     assert raw is not None
-    if spec.kind == "int":
-        if not re.fullmatch(r"\d{1,9}", raw):
-            raise UsageError(f"--{name} must be a whole number, not '{raw}'.")
-        return int(raw)
-    if spec.kind == "duration":
-        try:
-            value: timedelta = parse_duration(raw)
-        except ValueError as exc:
-            raise UsageError(f"--{name}: {exc}") from None
-        return value
-    return raw
+    return _convert(spec.type, f"--{name}", raw, binding)
 
 
 def bind(
@@ -125,19 +51,57 @@ def bind(
     invocation: Invocation,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return (arguments, flags) as checked values, or raise UsageError naming the problem."""
-    bound: dict[str, Any] = {}
+    binding = Binding(catalog, invocation)
     remaining = list(words)
     for param in command.params:
         if not remaining:
             if param.required:
                 raise UsageError(f"Missing <{param.name}>. Usage: {command.usage()}")
             continue
+        label = f"<{param.name}>"
         if param.rest:
-            bound[param.name] = " ".join(remaining)
+            binding.bound[param.name] = _convert(param.type, label, " ".join(remaining), binding)
             remaining = []
-            continue
-        bound[param.name] = _convert(param, remaining.pop(0), bound, catalog, invocation)
+        elif param.many:
+            binding.bound[param.name] = tuple(
+                _convert(param.type, label, word, binding) for word in remaining
+            )
+            remaining = []
+        else:
+            binding.bound[param.name] = _convert(param.type, label, remaining.pop(0), binding)
     if remaining:
         raise UsageError(f"Too many arguments ('{remaining[0]}' …). Usage: {command.usage()}")
-    values = {name: _flag_value(command, name, raw) for name, raw in flags.items()}
-    return bound, values
+    values = {name: _flag_value(command, name, raw, binding) for name, raw in flags.items()}
+    return binding.bound, values
+
+
+def _words(param: Param, value: Any, mask: bool) -> list[str]:
+    if mask and param.is_sensitive:
+        return [MASK]
+    values = value if param.many else (value,)
+    return [param.type.word(v) for v in values]
+
+
+def canonical_line(
+    command: Command, args: dict[str, Any], flags: dict[str, Any], mask: bool = True
+) -> str:
+    """The command as flybot understood it, e.g. `lock ping-go prod 'db migration' --for 2h`.
+
+    It parses back to the same command. With `mask`, sensitive values are written as •••:
+    that is the form the audit log and approval requests keep, never the raw line.
+    """
+    positional: list[str] = []
+    for param in command.params:
+        if param.name in args:
+            positional.extend(_words(param, args[param.name], mask))
+    options: list[str] = []
+    for flag in command.flags:
+        if flag.name not in flags:
+            continue
+        if flag.is_switch:
+            options.append(f"--{flag.name}")
+        else:
+            options.extend([f"--{flag.name}", flag.type.word(flags[flag.name])])
+    if any(word.startswith("--") for word in positional):  # `--` ends the flags
+        return shlex.join([*command.path, *options, "--", *positional])
+    return shlex.join([*command.path, *positional, *options])

@@ -1,9 +1,27 @@
-"""parse → find the command → bind its arguments → authorize → run → audit."""
+"""The pipeline every verb goes through, in this order:
+
+    dedupe → parse → identity → authorize → guard → run → audit
+
+- dedupe: a platform delivery seen before (a Slack retry, a double click, another instance)
+  is dropped, through the database.
+- parse: the line becomes a declared command with checked values, or one usage line.
+- identity: the platform's immutable ids become a principal.
+- authorize: the command's role on the (project, stage) it acts on, checked now.
+- guard: for verbs declared guardable — plan, dry run, locks, freezes, approvals
+  (commands/guard.py).
+- run: the handler.
+- audit: every attempt, allowed or refused, with the command as parsed (sensitive values
+  masked), never the raw line.
+
+Nothing a person types can get past `handle` as an exception: anything unexpected becomes
+one "something went wrong (ref …)" reply, with the traceback in the log under that ref.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,15 +31,17 @@ from bot.store import audit, dedupe
 from bot.store.approvals import move_request
 from bot.store.models import ApprovalRequest, AuditEntry
 from bot.store.principals import IdentityKey, ensure_identity
-from commands.binding import bind
+from commands import guard
+from commands.binding import bind, canonical_line
 from commands.context import CommandContext, Services
 from commands.errors import CommandError, PermissionDenied, UsageError
 from commands.grammar import parse_tokens, split_words
-from commands.guard import Approved, AwaitingApproval
+from commands.guard import Approved, AwaitingApproval, DryRun
 from commands.permissions import authorize
-from commands.port import Conversation, Invocation, MessageRef, Reply
+from commands.port import Interaction, Invocation, MessageRef, Reply
 from commands.registry import Command
 from commands.roles import ANY
+from commands.secrets import SecretRequest, SecretValues
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +54,95 @@ class Outcome:
     message: str = ""
 
 
-def parse_invocation(
-    services: Services, invocation: Invocation
-) -> tuple[Command, dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class Parsed:
+    command: Command
+    args: dict[str, Any]
+    flags: dict[str, Any]
+
+
+def parse_invocation(services: Services, invocation: Invocation) -> Parsed:
     """The command a line names, with checked arguments and flags. Pure: raises UsageError only."""
     tokens = split_words(invocation.text)
     command, _ = services.registry.resolve(tuple(_leading_words(tokens)))
     parsed = parse_tokens(tokens[len(command.path) :], command.switches)
     args, flags = bind(command, parsed.words, parsed.flags, services.catalog, invocation)
-    return command, args, flags
+    return Parsed(command, args, flags)
+
+
+def _secret_request(parsed: Parsed) -> SecretRequest | None:
+    names: list[str] = []
+    for param in parsed.command.secret_params:
+        value = parsed.args.get(param.name, ())
+        names.extend(value if isinstance(value, tuple) else (value,))
+    if not names:
+        return None
+    where = "/".join(str(parsed.args[k]) for k in ("project", "stage") if k in parsed.args)
+    return SecretRequest(
+        parsed.command.name, tuple(names), f"{parsed.command.name} {where}".strip()
+    )
+
+
+def oops(ref: str) -> Reply:
+    return Reply(f"Something went wrong (ref {ref}); it is logged.", tone="error")
 
 
 class Dispatcher:
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def handle(self, invocation: Invocation, conversation: Conversation) -> Outcome:
+    # --- what an adapter asks before it runs a line ------------------------------------
+
+    def secret_request(self, invocation: Invocation) -> SecretRequest | None:
+        """The secret values this line will need, known from the line alone (no database,
+        no Fly), so the adapter can open its private form at once. None when it needs none
+        or does not parse (then `handle` reports the usage error)."""
+        try:
+            return _secret_request(parse_invocation(self.services, invocation))
+        except UsageError:
+            return None
+
+    def is_sensitive(self, line: str) -> bool:
+        """Whether a typed line names a verb with sensitive input, so it must not be kept
+        (the shell's history). Judged by the verb, so a mistyped line is kept out too."""
+        try:
+            tokens = split_words(line)
+            command, _ = self.services.registry.resolve(tuple(_leading_words(tokens)))
+        except UsageError:
+            return False
+        return command.sensitive
+
+    # --- the pipeline ------------------------------------------------------------------
+
+    async def handle(
+        self,
+        invocation: Invocation,
+        interaction: Interaction,
+        secret_values: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        try:
+            return await self._handle(invocation, interaction, SecretValues(secret_values))
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("handling a command failed (ref %s)", ref)
+            try:
+                await interaction.reply_private(oops(ref))
+            except Exception:
+                log.exception("could not even say so (ref %s)", ref)
+            return Outcome("error", f"internal error, ref {ref}")
+
+    async def _handle(
+        self, invocation: Invocation, interaction: Interaction, values: SecretValues
+    ) -> Outcome:
         services = self.services
         if invocation.dedupe_key and not dedupe.claim(services.engine, invocation.dedupe_key):
             log.info("dropped a repeated delivery %s", invocation.dedupe_key)
             return Outcome("duplicate")
         try:
-            command, args, flags = parse_invocation(services, invocation)
+            parsed = parse_invocation(services, invocation)
+            values = _only_asked(parsed, values)
         except UsageError as exc:
-            await conversation.reply_private(Reply(text=str(exc), tone="error"))
+            await interaction.reply_private(Reply(text=str(exc), tone="error"))
             return Outcome("usage", str(exc))
         identity = ensure_identity(
             services.engine,
@@ -66,18 +151,35 @@ class Dispatcher:
         )
         context = CommandContext(
             invocation=invocation,
-            conversation=conversation,
-            command=command,
-            args=args,
-            flags=flags,
+            interaction=interaction,
+            command=parsed.command,
+            args=parsed.args,
+            flags=parsed.flags,
             principal_id=identity.principal_id,
             services=services,
+            secrets=values,
         )
         return await execute(context)
 
 
+def _only_asked(parsed: Parsed, values: SecretValues) -> SecretValues:
+    """The values the command asked for, all of them; nothing else reaches the handler."""
+    asked = _secret_request(parsed)
+    if asked is None:
+        if values:
+            raise UsageError(f"`{parsed.command.name}` takes no secret values.")
+        return values
+    missing = asked.missing(values)
+    if missing:
+        raise UsageError(
+            f"No value was given for {', '.join(missing)}: flybot asks for each privately "
+            "(a form, or a hidden prompt); nothing was changed."
+        )
+    return SecretValues({name: values[name] for name in asked.names})
+
+
 async def execute(ctx: CommandContext) -> Outcome:
-    """Authorize the bound command, run it, and audit the attempt whatever its outcome."""
+    """authorize → guard → run → audit, for a parsed command and a known principal."""
     command, engine, invocation = ctx.command, ctx.engine, ctx.invocation
     project = _scope_part(ctx.args.get("project"))
     stage = _scope_part(ctx.args.get("stage"))
@@ -88,7 +190,7 @@ async def execute(ctx: CommandContext) -> Outcome:
         user_id=invocation.user_id,
         display_name=invocation.display_name,
         action=command.name,
-        command=invocation.text.strip()[:500],
+        command=canonical_line(command, ctx.args, ctx.flags, mask=True)[:500],
         outcome="ok",
     )
 
@@ -101,7 +203,7 @@ async def execute(ctx: CommandContext) -> Outcome:
         if command.audited or outcome == "denied":
             audit.record(engine, entry)
         if reply is not None:
-            await ctx.conversation.reply_private(reply)
+            await ctx.interaction.reply_private(reply)
         return Outcome(status, reply.text if reply else "")
 
     if command.role is not None:
@@ -111,29 +213,30 @@ async def execute(ctx: CommandContext) -> Outcome:
             return await finish("denied", decision.reason, Reply(message, tone="error"), "denied")
         entry.reason = decision.reason
     try:
+        if command.guardable:
+            await guard.check(ctx)
         await command.handler(ctx)
+    except DryRun:
+        return await finish("ok", "dry run", None, "ok")
     except AwaitingApproval as waiting:
         return await finish("ok", f"awaiting approval #{waiting.request.id}", None, "awaiting")
     except PermissionDenied as exc:
-        return await finish("denied", str(exc), Reply(str(exc), tone="error"), "denied")
+        return await finish("denied", str(exc), Reply(_said(exc), tone="error"), "denied")
     except CommandError as exc:
-        return await finish("refused", str(exc), Reply(str(exc), tone="error"), "error")
+        return await finish("refused", str(exc), Reply(_said(exc), tone="error"), "error")
     except FlyAPIError as exc:
         message = f"Fly refused or failed: {exc}"
         return await finish("error", str(exc), Reply(message, tone="error"), "error")
     except Exception:
         ref = secrets.token_hex(4)
         log.exception("command %s failed (ref %s)", command.name, ref)
-        message = f"Something went wrong running `{command.name}` (ref {ref}); it is logged."
-        return await finish(
-            "error", f"internal error, ref {ref}", Reply(message, tone="error"), "error"
-        )
+        return await finish("error", f"internal error, ref {ref}", oops(ref), "error")
     return await finish("ok", entry.reason, None, "ok")
 
 
 async def run_approved(
     services: Services,
-    conversation: Conversation,
+    interaction: Interaction,
     request: ApprovalRequest,
     approvers: tuple[str, ...],
 ) -> Outcome:
@@ -154,21 +257,34 @@ async def run_approved(
         text=request.command,
         thread_id=request.thread_id or None,
     )
+    held = services.held_secrets.pop(request_id, SecretValues())
     try:
-        command, args, flags = parse_invocation(services, invocation)
+        parsed = parse_invocation(services, invocation)
+        values = _only_asked(parsed, held)
     except UsageError as exc:
-        _move(services, request_id, "executing", "failed", reason=str(exc))
-        return Outcome("usage", str(exc))
+        reason = str(exc)
+        if _secret_request_of(services, invocation):
+            reason = "its secret values are gone (flybot restarted, or another instance "
+            reason += "holds them); ask again"
+        _move(services, request_id, "executing", "failed", reason=reason)
+        return Outcome("usage", reason)
     ctx = CommandContext(
         invocation=invocation,
-        conversation=conversation,
-        command=command,
-        args=args,
-        flags=flags,
+        interaction=interaction,
+        command=parsed.command,
+        args=parsed.args,
+        flags=parsed.flags,
         principal_id=request.requested_by,
         services=services,
+        secrets=values,
         approved=Approved(request, approvers),
-        thread=MessageRef(request.channel_id, request.message_id, request.thread_id or None),
+        thread=MessageRef(
+            request.platform,
+            request.requester_workspace,
+            request.channel_id,
+            request.message_id,
+            request.thread_id or None,
+        ),
     )
     outcome = await execute(ctx)
     if outcome.status == "ok":
@@ -176,6 +292,19 @@ async def run_approved(
     else:
         _move(services, request_id, "executing", "failed", reason=outcome.message)
     return outcome
+
+
+def _said(exc: CommandError) -> str:
+    """The error's message as raised: a `Text` keeps its trusted markup."""
+    first = exc.args[0] if exc.args else ""
+    return first if isinstance(first, str) else str(exc)
+
+
+def _secret_request_of(services: Services, invocation: Invocation) -> SecretRequest | None:
+    try:
+        return _secret_request(parse_invocation(services, invocation))
+    except UsageError:
+        return None
 
 
 def _move(services: Services, request_id: int, expect: str, to: str, **values: object) -> bool:

@@ -14,8 +14,9 @@ from bot.store.engine import session_scope
 from bot.store.models import Identity, LinkRequest
 from bot.store.principals import grants_of, identities_of, merge_principals
 from commands.context import CommandContext
-from commands.errors import CommandError, UsageError
-from commands.registry import Param, Registry
+from commands.errors import CommandError
+from commands.kinds import LINK_CODE
+from commands.registry import Param, command
 
 LINK_CODE_TTL = timedelta(minutes=10)
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud safely
@@ -30,48 +31,55 @@ def _key(identity: Identity) -> str:
     return f"{identity.platform}:{identity.workspace_id}:{identity.user_id}"
 
 
-def register(registry: Registry) -> None:
-    @registry.command(
-        "whoami", summary="Show who flybot thinks you are, and your roles.", audited=False
+@command("whoami", summary="Show who flybot thinks you are, and your roles.", audited=False)
+async def whoami(ctx: CommandContext) -> None:
+    with session_scope(ctx.engine) as session:
+        identities = identities_of(session, ctx.principal_id)
+        grants = grants_of(session, ctx.principal_id)
+    me = ctx.invocation
+    others = [_key(i) for i in identities if _key(i) != me.identity_key]
+    roles = [f"{g.role} on {g.project}/{g.stage}" for g in grants] or [
+        "no roles yet: ask an admin for one (`/fly perms grant @you viewer`)"
+    ]
+    fields = [("You", f"{me.display_name} ({me.identity_key})")]
+    if others:
+        fields.append(("Linked", ", ".join(others)))
+    await ctx.say_private(
+        "", title="whoami", fields=tuple(fields), lines=tuple(f"• {r}" for r in roles)
     )
-    async def whoami(ctx: CommandContext) -> None:
-        with session_scope(ctx.engine) as session:
-            identities = identities_of(session, ctx.principal_id)
-            grants = grants_of(session, ctx.principal_id)
-        me = ctx.invocation
-        others = [_key(i) for i in identities if _key(i) != me.identity_key]
-        roles = [f"{g.role} on {g.project}/{g.stage}" for g in grants] or [
-            "no roles yet: ask an admin for one (`/fly perms grant @you viewer`)"
-        ]
-        fields = [("You", f"{me.display_name} ({me.identity_key})")]
-        if others:
-            fields.append(("Linked", ", ".join(others)))
-        await ctx.say_private(
-            "", title="whoami", fields=tuple(fields), lines=tuple(f"• {r}" for r in roles)
-        )
 
-    @registry.command(
-        "link",
-        summary="Join this identity with your account on another platform.",
-        params=(
-            Param("code", required=False, help="the code shown by `/fly link` on the other side"),
-            Param("code2", required=False),
+
+@command(
+    "link",
+    summary="Join this identity with your account on another platform.",
+    params=(
+        Param(
+            "code",
+            LINK_CODE,
+            required=False,
+            help="the code shown by `/fly link` on the other side",
         ),
-        examples=("/fly link", "/fly link ABCD-EFGH", "/fly link confirm ABCD-EFGH"),
-        usage_text="/fly link [<code> | confirm <code>]",
-    )
-    async def link(ctx: CommandContext) -> None:
-        first, second = ctx.args.get("code"), ctx.args.get("code2")
-        if first is None:
-            await _start(ctx)
-        elif first.lower() == "confirm":
-            if second is None:
-                raise UsageError("Missing <code>. Usage: /fly link confirm <code>")
-            await _confirm(ctx, second.upper())
-        elif second is not None:
-            raise UsageError("Usage: /fly link | /fly link <code> | /fly link confirm <code>")
-        else:
-            await _claim(ctx, first.upper())
+    ),
+    examples=("/fly link", "/fly link ABCD-EFGH"),
+    usage_text="/fly link [<code>]",
+)
+async def link(ctx: CommandContext) -> None:
+    code = ctx.args.get("code")
+    if code is None:
+        await _start(ctx)
+    else:
+        await _claim(ctx, code)
+
+
+@command(
+    "link",
+    "confirm",
+    summary="Finish a link from the account that started it.",
+    params=(Param("code", LINK_CODE, help="the code `/fly link` showed you"),),
+    examples=("/fly link confirm ABCD-EFGH",),
+)
+async def link_confirm(ctx: CommandContext) -> None:
+    await _confirm(ctx, ctx.args["code"])
 
 
 def _my_identity(ctx: CommandContext) -> Identity:

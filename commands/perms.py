@@ -15,12 +15,14 @@ from bot.store.principals import (
 )
 from commands.context import CommandContext
 from commands.errors import CommandError
-from commands.registry import Param, Registry
+from commands.kinds import PROJECT, PROJECT_OR_ALL, ROLE, STAGE_OR_ALL, USER
+from commands.registry import Param, command
+from commands.reply import markup
 from commands.roles import ANY, Role, format_scope
 
 _SCOPE = (
-    Param("project", "project_or_all", required=False, help="a project, or * (the default)"),
-    Param("stage", "stage_or_all", required=False, help="a stage, or * (the default)"),
+    Param("project", PROJECT_OR_ALL, required=False, help="a project, or * (the default)"),
+    Param("stage", STAGE_OR_ALL, required=False, help="a stage, or * (the default)"),
 )
 
 
@@ -28,86 +30,107 @@ def _scope(ctx: CommandContext) -> tuple[str, str]:
     return ctx.args.get("project", ANY), ctx.args.get("stage", ANY)
 
 
-def register(registry: Registry) -> None:
-    @registry.command(
-        "perms",
-        "grant",
-        summary="Give someone a role on a project and stage (default: everywhere).",
-        params=(
-            Param("user", "user", help="@mention or platform:workspace:user"),
-            Param("role", "role", help="viewer, deployer, approver or admin"),
-            *_SCOPE,
-        ),
-        role=Role.admin,
-        examples=("/fly perms grant @bob deployer ping-go dev",),
+@command(
+    "perms",
+    "grant",
+    summary="Give someone a role on a project and stage (default: everywhere).",
+    params=(
+        Param("user", USER, help="@mention or platform:workspace:user"),
+        Param("role", ROLE, help="viewer, deployer, approver or admin"),
+        *_SCOPE,
+    ),
+    role=Role.admin,
+    examples=("/fly perms grant @bob deployer ping-go dev",),
+)
+async def grant(ctx: CommandContext) -> None:
+    user: IdentityKey = ctx.args["user"]
+    role: Role = ctx.args["role"]
+    project, stage = _scope(ctx)
+    identity = ensure_identity(ctx.engine, user)
+    added = add_grant(
+        ctx.engine,
+        identity.principal_id,
+        role.name,
+        project,
+        stage,
+        granted_by=ctx.principal_id,
     )
-    async def grant(ctx: CommandContext) -> None:
-        user: IdentityKey = ctx.args["user"]
-        role: Role = ctx.args["role"]
-        project, stage = _scope(ctx)
-        identity = ensure_identity(ctx.engine, user)
-        added = add_grant(
-            ctx.engine,
-            identity.principal_id,
-            role.name,
-            project,
-            stage,
-            granted_by=ctx.principal_id,
-        )
-        where = format_scope(project, stage)
-        if not added:
-            await ctx.say(f"{identity.display_name} already is {role.name} on {where}.")
-            return
-        await ctx.say(f"{identity.display_name} is now {role.name} on {where}.", tone="success")
-
-    @registry.command(
-        "perms",
-        "revoke",
-        summary="Take a role away (the same scope it was granted on).",
-        params=(Param("user", "user"), Param("role", "role"), *_SCOPE),
-        role=Role.admin,
-        examples=("/fly perms revoke @bob deployer ping-go dev",),
-    )
-    async def revoke(ctx: CommandContext) -> None:
-        user: IdentityKey = ctx.args["user"]
-        role: Role = ctx.args["role"]
-        project, stage = _scope(ctx)
-        with session_scope(ctx.engine) as session:
-            identity = find_identity(session, user)
-        where = format_scope(project, stage)
-        if identity is None or not remove_grant(
-            ctx.engine, identity.principal_id, role.name, project, stage
-        ):
-            raise CommandError(f"{user} has no {role.name} grant on {where}; nothing changed.")
+    where = format_scope(project, stage)
+    if not added:
         await ctx.say(
-            f"{identity.display_name} is no longer {role.name} on {where}.", tone="success"
+            markup(
+                "{who} already is {role} on {where}.",
+                who=identity.display_name,
+                role=role.name,
+                where=where,
+            )
         )
-
-    @registry.command(
-        "perms",
-        "list",
-        summary="List the grants, all or for one project.",
-        params=(Param("project", "project", required=False),),
-        role=Role.viewer,
+        return
+    await ctx.say(
+        markup(
+            "{who} is now {role} on {where}.",
+            who=identity.display_name,
+            role=role.name,
+            where=where,
+        ),
+        tone="success",
     )
-    async def list_grants(ctx: CommandContext) -> None:
-        project = ctx.args.get("project")
-        with session_scope(ctx.engine) as session:
-            query = select(Grant, Identity).join(
-                Identity, col(Identity.principal_id) == col(Grant.principal_id)
-            )
-            if project is not None:
-                query = query.where(col(Grant.project).in_([project, ANY]))
-            rows = session.exec(query.order_by(col(Grant.project), col(Grant.stage))).all()
-        seen: dict[tuple[int, str, str, str], list[str]] = {}
-        for grant, identity in rows:
-            key = (grant.principal_id, grant.role, grant.project, grant.stage)
-            seen.setdefault(key, []).append(
-                f"{identity.display_name} ({identity.platform}:{identity.user_id})"
-            )
-        lines = tuple(
-            f"{format_scope(p, s)}  {role}  {' = '.join(who)}"
-            for (_, role, p, s), who in seen.items()
+
+
+@command(
+    "perms",
+    "revoke",
+    summary="Take a role away (the same scope it was granted on).",
+    params=(Param("user", USER), Param("role", ROLE), *_SCOPE),
+    role=Role.admin,
+    examples=("/fly perms revoke @bob deployer ping-go dev",),
+)
+async def revoke(ctx: CommandContext) -> None:
+    user: IdentityKey = ctx.args["user"]
+    role: Role = ctx.args["role"]
+    project, stage = _scope(ctx)
+    with session_scope(ctx.engine) as session:
+        identity = find_identity(session, user)
+    where = format_scope(project, stage)
+    if identity is None or not remove_grant(
+        ctx.engine, identity.principal_id, role.name, project, stage
+    ):
+        raise CommandError(f"{user} has no {role.name} grant on {where}; nothing changed.")
+    await ctx.say(
+        markup(
+            "{who} is no longer {role} on {where}.",
+            who=identity.display_name,
+            role=role.name,
+            where=where,
+        ),
+        tone="success",
+    )
+
+
+@command(
+    "perms",
+    "list",
+    summary="List the grants, all or for one project.",
+    params=(Param("project", PROJECT, required=False),),
+    role=Role.viewer,
+)
+async def list_grants(ctx: CommandContext) -> None:
+    project = ctx.args.get("project")
+    with session_scope(ctx.engine) as session:
+        query = select(Grant, Identity).join(
+            Identity, col(Identity.principal_id) == col(Grant.principal_id)
         )
-        title = f"Grants on {project}" if project else "Grants"
-        await ctx.say("" if lines else "No grants.", title=title, lines=lines)
+        if project is not None:
+            query = query.where(col(Grant.project).in_([project, ANY]))
+        rows = session.exec(query.order_by(col(Grant.project), col(Grant.stage))).all()
+    seen: dict[tuple[int, str, str, str], list[str]] = {}
+    for row_grant, identity in rows:
+        key = (row_grant.principal_id, row_grant.role, row_grant.project, row_grant.stage)
+        seen.setdefault(key, []).append(
+            f"{identity.display_name} ({identity.platform}:{identity.user_id})"
+        )
+    lines = tuple(
+        f"{format_scope(p, s)}  {role}  {' = '.join(who)}" for (_, role, p, s), who in seen.items()
+    )
+    title = f"Grants on {project}" if project else "Grants"
+    await ctx.say("" if lines else "No grants.", title=title, lines=lines)

@@ -1,51 +1,92 @@
-"""The registry of verbs: what each takes, who may run it, and its help."""
+"""Verbs as declarations: what each takes, who may run it, whether a stage may guard it, and
+its help.
+
+A family module declares each verb with `@command(...)` on a module-level handler:
+
+    @command(
+        "lock",
+        summary="Lock a stage so nobody deploys to it.",
+        params=(Param("project", PROJECT), Param("stage", STAGE), Param("reason", TEXT, ...)),
+        flags=(Flag("for", DURATION, help="how long"),),
+        role=Role.deployer,
+    )
+    async def lock(ctx: CommandContext) -> None: ...
+
+The decorator returns a `Command`; calling it runs the handler, so a test can call
+`await lock(ctx)` directly. `build_registry()` (commands/__init__.py) collects the
+declarations of every family; the pipeline, help, and the adapters (a Discord command tree,
+a Slack modal) all read them from the registry.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from commands.errors import UsageError
+from commands.kinds import SWITCH, Kind, kind_named
 from commands.roles import Role
 
 if TYPE_CHECKING:
     from commands.context import CommandContext
+    from commands.guard import Plan
 
-ParamKind = Literal[
-    "word",
-    "text",
-    "project",
-    "project_or_all",
-    "stage",
-    "stage_or_all",
-    "role",
-    "user",
-    "int",
-]
-FlagKind = Literal["int", "duration", "text", "switch"]
 Handler = Callable[["CommandContext"], Awaitable[None]]
+Planner = Callable[["CommandContext"], Awaitable["Plan"]]
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: ParamKind = "word"
+    kind: Kind | str = "word"
     required: bool = True
     rest: bool = False  # takes every remaining word, joined by spaces (a reason, a message)
+    many: bool = False  # takes every remaining word, each converted: a tuple of values
     help: str = ""
+    sensitive: bool = False  # never stored or echoed (also when the kind is not)
+    asks_value: bool = False  # secret names: the adapter asks a value for each, privately
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", kind_named(self.kind))
+
+    @property
+    def type(self) -> Kind:
+        assert isinstance(self.kind, Kind)
+        return self.kind
+
+    @property
+    def is_sensitive(self) -> bool:
+        return self.sensitive or self.type.sensitive
 
     def placeholder(self) -> str:
-        return f"<{self.name}>" if self.required else f"[{self.name}]"
+        inner = f"{self.name}…" if self.many else self.name
+        return f"<{inner}>" if self.required else f"[{inner}]"
 
 
 @dataclass(frozen=True)
 class Flag:
     name: str
-    kind: FlagKind = "text"
+    kind: Kind | str = "word"
     help: str = ""
     metavar: str = "VALUE"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", kind_named(self.kind))
+
+    @property
+    def type(self) -> Kind:
+        assert isinstance(self.kind, Kind)
+        return self.kind
+
+    @property
+    def is_switch(self) -> bool:
+        return self.type is SWITCH
+
+
+DRY_RUN = Flag("dry-run", SWITCH, help="show the plan and change nothing")
 
 
 @dataclass(frozen=True)
@@ -55,24 +96,45 @@ class Command:
     handler: Handler
     params: tuple[Param, ...] = ()
     flags: tuple[Flag, ...] = ()
-    role: Role | None = None  # None: anyone may run it
-    guardable: bool = False  # a stage policy may require approval for it
+    role: Role | None = None  # None: anyone may run it (the handler may check more)
+    # Guardable: the pipeline plans it, then checks locks, freeze windows and the stage's
+    # approval policy before the handler runs (`--dry-run` shows the plan and stops).
+    guardable: bool = False
+    planner: Planner | None = None  # a guardable verb's plan; default: the command itself
     audited: bool = True  # only help and whoami opt out: every other attempt is audited
     examples: tuple[str, ...] = ()
     access: str = ""  # who may run it, when the handler checks it itself (shown in help)
     usage_text: str = ""  # replaces the generated usage line when the params read oddly
+    module: str = ""  # the family that declared it
+
+    def __call__(self, ctx: CommandContext) -> Awaitable[None]:
+        return self.handler(ctx)
 
     @property
     def name(self) -> str:
         return " ".join(self.path)
 
     @property
+    def verb(self) -> str:
+        """The word a stage's `guarded` list names: `scale` for `scale count`."""
+        return self.path[0]
+
+    @property
     def switches(self) -> frozenset[str]:
-        return frozenset(f.name for f in self.flags if f.kind == "switch")
+        return frozenset(f.name for f in self.flags if f.is_switch)
 
     @property
     def who(self) -> str:
         return self.access or (self.role.name if self.role else "anyone")
+
+    @property
+    def secret_params(self) -> tuple[Param, ...]:
+        """Parameters whose values the adapter must collect privately before running."""
+        return tuple(p for p in self.params if p.asks_value)
+
+    @property
+    def sensitive(self) -> bool:
+        return any(p.is_sensitive for p in self.params) or bool(self.secret_params)
 
     def usage(self) -> str:
         if self.usage_text:
@@ -80,9 +142,57 @@ class Command:
         parts = ["/fly", *self.path, *(p.placeholder() for p in self.params)]
         for flag in self.flags:
             parts.append(
-                f"[--{flag.name}]" if flag.kind == "switch" else f"[--{flag.name} {flag.metavar}]"
+                f"[--{flag.name}]" if flag.is_switch else f"[--{flag.name} {flag.metavar}]"
             )
         return " ".join(parts)
+
+
+def command(
+    *path: str,
+    summary: str,
+    params: tuple[Param, ...] = (),
+    flags: tuple[Flag, ...] = (),
+    role: Role | None = None,
+    guardable: bool = False,
+    planner: Planner | None = None,
+    audited: bool = True,
+    examples: tuple[str, ...] = (),
+    access: str = "",
+    usage_text: str = "",
+) -> Callable[[Handler], Command]:
+    """Declare a verb on a module-level handler (see the module docstring)."""
+    if planner is not None:
+        guardable = True
+    if guardable and all(f.name != DRY_RUN.name for f in flags):
+        flags = (*flags, DRY_RUN)
+
+    def declare(handler: Handler) -> Command:
+        return Command(
+            path=tuple(path),
+            summary=summary,
+            handler=handler,
+            params=params,
+            flags=flags,
+            role=role,
+            guardable=guardable,
+            planner=planner,
+            audited=audited,
+            examples=examples,
+            access=access,
+            usage_text=usage_text,
+            module=handler.__module__,
+        )
+
+    return declare
+
+
+def declared_in(module: ModuleType) -> list[Command]:
+    """The commands a family module declares, in the order it declares them."""
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, Command) and value.module == module.__name__
+    ]
 
 
 def suggest(word: str, choices: list[str]) -> str:
@@ -97,16 +207,16 @@ class Registry:
     def add(self, command: Command) -> None:
         if command.path in self.commands:
             raise ValueError(f"command {command.name} registered twice")
+        if not 1 <= len(command.path) <= 2:
+            raise ValueError(f"command {command.name}: a verb and at most one sub-verb")
+        names = [p.name for p in command.params] + [f.name for f in command.flags]
+        if len(set(names)) != len(names):
+            raise ValueError(f"command {command.name}: a parameter and a flag share a name")
         self.commands[command.path] = command
 
-    def command(self, *path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
-        """Decorator: `@registry.command("perms", "grant", summary=..., params=..., role=...)`."""
-
-        def register(handler: Handler) -> Handler:
-            self.add(Command(path=tuple(path), summary=summary, handler=handler, **options))
-            return handler
-
-        return register
+    def add_all(self, commands: Iterable[Command]) -> None:
+        for one in commands:
+            self.add(one)
 
     @property
     def verbs(self) -> list[str]:
@@ -115,8 +225,14 @@ class Registry:
     def family(self, verb: str) -> list[Command]:
         return [c for p, c in sorted(self.commands.items()) if p[0] == verb]
 
+    def named(self, name: str) -> Command:
+        return self.commands[tuple(name.split())]
+
     def resolve(self, words: tuple[str, ...]) -> tuple[Command, tuple[str, ...]]:
-        """Find the command the first one or two words name; return it and the words after."""
+        """Find the command the first one or two words name; return it and the words after.
+
+        A sub-verb wins over a bare verb of the same family (`link confirm X` over `link X`).
+        """
         if not words:
             raise UsageError("Type a command, e.g. `/fly help`.")
         verb = words[0].lower()
@@ -126,15 +242,15 @@ class Registry:
                 f"Unknown command '{words[0]}'.{suggest(verb, self.verbs)} "
                 f"Commands: {', '.join(self.verbs)}."
             )
+        if len(words) >= 2 and (verb, words[1].lower()) in self.commands:
+            return self.commands[(verb, words[1].lower())], words[2:]
         if (verb,) in self.commands:
             return self.commands[(verb,)], words[1:]
         subs = [c.path[1] for c in family]
         if len(words) < 2:
             raise UsageError(f"'{verb}' needs one of: {', '.join(subs)}. Try `/fly help {verb}`.")
         sub = words[1].lower()
-        if (verb, sub) not in self.commands:
-            raise UsageError(
-                f"Unknown command '{verb} {words[1]}'.{suggest(sub, subs)} "
-                f"'{verb}' takes: {', '.join(subs)}."
-            )
-        return self.commands[(verb, sub)], words[2:]
+        raise UsageError(
+            f"Unknown command '{verb} {words[1]}'.{suggest(sub, subs)} "
+            f"'{verb}' takes: {', '.join(subs)}."
+        )

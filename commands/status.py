@@ -8,7 +8,8 @@ from bot.fly import FlyClient, Machine
 from bot.store import locks
 from commands.context import CommandContext
 from commands.errors import CommandError
-from commands.registry import Param, Registry
+from commands.kinds import PROJECT, STAGE
+from commands.registry import Param, command
 from commands.roles import Role
 
 
@@ -38,58 +39,58 @@ def machine_line(machine: Machine) -> str:
     )
 
 
-def register(registry: Registry) -> None:
-    @registry.command(
-        "status",
-        summary="Show a stage's machines by process group and region: state, image, checks.",
-        params=(Param("project", "project"), Param("stage", "stage")),
-        role=Role.viewer,
-        examples=("/fly status ping-go prod",),
-    )
-    async def status(ctx: CommandContext) -> None:
-        project, stage_name = ctx.args["project"], ctx.args["stage"]
-        stage = ctx.catalog.projects[project].stage(stage_name)
-        assert stage is not None
-        machines = await fly_of(ctx).list_machines(stage.app)
-        groups: dict[str, list[Machine]] = defaultdict(list)
-        for machine in machines:
-            groups[machine.metadata.get("fly_process_group", "app")].append(machine)
-        lines: list[str] = []
-        for group in sorted(groups):
-            lines.append(f"{group} ({len(groups[group])})")
-            for machine in sorted(groups[group], key=lambda m: (m.region or "", m.id)):
-                lines.append(f"  {machine_line(machine)}")
-        held = locks.current_lock(ctx.engine, project, stage_name)
-        fields = [("App", stage.app), ("Machines", str(len(machines)))]
-        if held is not None:
-            reason = f": {held.reason}" if held.reason else ""
-            fields.append(
-                ("Lock", f"locked by {held.owner_name} until {held.expires_at:%H:%M} UTC{reason}")
-            )
-        await ctx.say(
-            "" if machines else "No machines yet.",
-            title=f"{project}/{stage_name}",
-            fields=tuple(fields),
-            lines=tuple(lines),
+@command(
+    "status",
+    summary="Show a stage's machines by process group and region: state, image, checks.",
+    params=(Param("project", PROJECT), Param("stage", STAGE)),
+    role=Role.viewer,
+    examples=("/fly status ping-go prod",),
+)
+async def status(ctx: CommandContext) -> None:
+    project, stage_name = ctx.args["project"], ctx.args["stage"]
+    stage = ctx.catalog.projects[project].stage(stage_name)
+    assert stage is not None
+    machines = await fly_of(ctx).list_machines(stage.app)
+    groups: dict[str, list[Machine]] = defaultdict(list)
+    for machine in machines:
+        groups[machine.metadata.get("fly_process_group", "app")].append(machine)
+    lines: list[str] = []
+    for group in sorted(groups):
+        lines.append(f"{group} ({len(groups[group])})")
+        for machine in sorted(groups[group], key=lambda m: (m.region or "", m.id)):
+            lines.append(f"  {machine_line(machine)}")
+    held = locks.current_lock(ctx.engine, project, stage_name)
+    fields = [("App", stage.app), ("Machines", str(len(machines)))]
+    if held is not None:
+        reason = f": {held.reason}" if held.reason else ""
+        fields.append(
+            ("Lock", f"locked by {held.owner_name} until {held.expires_at:%H:%M} UTC{reason}")
         )
+    await ctx.say(
+        "" if machines else "No machines yet.",
+        title=f"{project}/{stage_name}",
+        fields=tuple(fields),
+        lines=tuple(lines),
+    )
 
-    @registry.command(
-        "apps",
-        summary="List the org's Fly apps and which project stage each one is.",
-        role=Role.viewer,
+
+@command(
+    "apps",
+    summary="List the org's Fly apps and which project stage each one is.",
+    role=Role.viewer,
+)
+async def apps(ctx: CommandContext) -> None:
+    listed = await fly_of(ctx).list_apps(ctx.services.settings.fly_org)
+    stage_of = {
+        s.app: f"{p.name}/{s.name}" for p in ctx.catalog.projects.values() for s in p.stages
+    }
+    lines = tuple(
+        f"{app.name}  {app.status or '?'}  machines: {app.machine_count or 0}"
+        + (f"  ← {stage_of[app.name]}" if app.name in stage_of else "")
+        for app in sorted(listed, key=lambda a: a.name)
     )
-    async def apps(ctx: CommandContext) -> None:
-        listed = await fly_of(ctx).list_apps(ctx.services.settings.fly_org)
-        stage_of = {
-            s.app: f"{p.name}/{s.name}" for p in ctx.catalog.projects.values() for s in p.stages
-        }
-        lines = tuple(
-            f"{app.name}  {app.status or '?'}  machines: {app.machine_count or 0}"
-            + (f"  ← {stage_of[app.name]}" if app.name in stage_of else "")
-            for app in sorted(listed, key=lambda a: a.name)
-        )
-        await ctx.say(
-            "" if lines else "No apps in this org.",
-            title=f"Apps in {ctx.services.settings.fly_org}",
-            lines=lines,
-        )
+    await ctx.say(
+        "" if lines else "No apps in this org.",
+        title=f"Apps in {ctx.services.settings.fly_org}",
+        lines=lines,
+    )

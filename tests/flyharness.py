@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import build_services
 from bot.deploy.engine import EngineTiming
 from bot.deploy.flytoml import load_stage_config, with_release
 from bot.fly import FlyClient, FlyConfig, Machine, RetryPolicy, Timeouts
+from bot.runtime import build_services
 from bot.settings import Settings
 from commands.context import Services
 from tests.support import Bot

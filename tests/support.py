@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
-from bot.app import build_services
+from bot.runtime import build_services
 from bot.settings import Settings
 from commands.context import Services
 from commands.dispatch import Dispatcher, Outcome
-from commands.port import Invocation, MessageRef, Reply
+from commands.port import ChannelRef, Invocation, MessageRef, Reply
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -46,40 +47,79 @@ def write_projects(root: Path) -> Path:
 
 @dataclass
 class RecordingConversation:
-    """The Conversation port, recording what a command said (for command-layer tests)."""
+    """Both sides of the port, recording what was said (for command-layer tests): the
+    answers to one invocation (`Interaction`) and the durable posts (`Outbox`)."""
 
+    platform: str = "shell"
+    workspace: str = "local"
     public: list[Reply] = field(default_factory=list)
     private: list[Reply] = field(default_factory=list)
     threads: dict[str, list[Reply]] = field(default_factory=dict)
-    secrets: list[str | None] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    def _ref(self, thread_id: str | None = None) -> MessageRef:
+        return MessageRef(self.platform, self.workspace, "c", str(next(self._ids)), thread_id)
 
     async def reply(self, reply: Reply) -> MessageRef:
         self.public.append(reply)
-        return MessageRef("c", str(next(self._ids)))
+        return self._ref()
 
     async def reply_private(self, reply: Reply) -> None:
         self.private.append(reply)
 
     async def start_thread(self, reply: Reply) -> MessageRef:
-        ref = MessageRef("c", str(next(self._ids)))
+        ref = self._ref()
         self.public.append(reply)
         self.threads[ref.message_id] = []
-        return MessageRef("c", ref.message_id, thread_id=ref.message_id)
+        return replace(ref, thread_id=ref.message_id)
+
+    async def post(self, where: ChannelRef, reply: Reply) -> MessageRef:
+        return await self.reply(reply)
 
     async def post_in_thread(self, thread: MessageRef, reply: Reply) -> MessageRef:
         self.threads.setdefault(thread.thread_id or "", []).append(reply)
-        return MessageRef("c", str(next(self._ids)), thread.thread_id)
+        return self._ref(thread.thread_id)
 
     async def update(self, message: MessageRef, reply: Reply) -> None:
         self.public.append(reply)
 
-    async def ask_secret(self, prompt: str) -> str | None:
-        return self.secrets.pop(0) if self.secrets else None
-
     def all_text(self) -> str:
         replies = [*self.public, *self.private, *(r for t in self.threads.values() for r in t)]
         return "\n".join(r.plain() for r in replies)
+
+
+# The conversation of the `Bot.run` call in progress (and of work it spawned): durable posts
+# made meanwhile are recorded in it too, so a test sees a click's card update and thread line.
+_current: contextvars.ContextVar[RecordingConversation | None] = contextvars.ContextVar(
+    "current_conversation", default=None
+)
+
+
+@dataclass
+class RecordingOutbox:
+    """A platform's outbox in tests: every durable post, and a copy to the current run's."""
+
+    platform: str
+    log: RecordingConversation = field(default_factory=RecordingConversation)
+
+    def _targets(self) -> list[RecordingConversation]:
+        current = _current.get()
+        return [self.log] + ([current] if current is not None else [])
+
+    async def post(self, where: ChannelRef, reply: Reply) -> MessageRef:
+        refs = [await c.post(where, reply) for c in self._targets()]
+        return refs[-1]
+
+    async def post_in_thread(self, thread: MessageRef, reply: Reply) -> MessageRef:
+        refs = [await c.post_in_thread(thread, reply) for c in self._targets()]
+        return refs[-1]
+
+    async def update(self, message: MessageRef, reply: Reply) -> None:
+        for conversation in self._targets():
+            await conversation.update(message, reply)
+
+
+PLATFORMS = ("shell", "slack", "discord")
 
 
 @dataclass
@@ -90,6 +130,11 @@ class Bot:
     platform: str = "shell"
     workspace: str = "local"
 
+    def __post_init__(self) -> None:
+        for platform in PLATFORMS:
+            if platform not in self.services.router.platforms:
+                self.services.router.register(platform, RecordingOutbox(platform))
+
     @classmethod
     def start(cls, database_url: str, config: Path | None, admins: tuple[str, ...] = ()) -> Bot:
         settings = Settings(database_url=database_url, config_path=config, admins=admins)
@@ -99,6 +144,12 @@ class Bot:
     def engine(self) -> Engine:
         return self.services.engine
 
+    def outbox(self, platform: str = "shell") -> RecordingConversation:
+        """Everything posted durably on `platform` so far."""
+        outbox = self.services.router.outbox(platform)
+        assert isinstance(outbox, RecordingOutbox)
+        return outbox.log
+
     async def run(
         self,
         user: str,
@@ -107,18 +158,25 @@ class Bot:
         platform: str | None = None,
         workspace: str | None = None,
         dedupe_key: str | None = None,
+        secrets: dict[str, str] | None = None,
     ) -> tuple[Outcome, RecordingConversation]:
-        conversation = RecordingConversation()
+        platform = platform or self.platform
+        workspace = workspace or self.workspace
+        conversation = RecordingConversation(platform, workspace)
         invocation = Invocation(
-            platform=platform or self.platform,
-            workspace_id=workspace or self.workspace,
+            platform=platform,
+            workspace_id=workspace,
             channel_id="c",
             user_id=user,
             display_name=user,
             text=line,
             dedupe_key=dedupe_key,
         )
-        outcome = await Dispatcher(self.services).handle(invocation, conversation)
+        token = _current.set(conversation)
+        try:
+            outcome = await Dispatcher(self.services).handle(invocation, conversation, secrets)
+        finally:
+            _current.reset(token)
         return outcome, conversation
 
 

@@ -1,29 +1,46 @@
-"""The terminal's Conversation: messages printed in order, threads indented under their parent."""
+"""The terminal's side of the port: messages printed in order, threads indented under their
+parent. One instance is both the shell's `Interaction` (answers to the line being handled)
+and its `Outbox` (durable posts: deploy progress, the scheduler's notices)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+import re
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as rich_escape
 
-from commands.port import MessageRef, Reply
+from commands.port import ChannelRef, MessageRef, Reply
+from commands.reply import render
 
 _STYLE = {"info": "", "success": "green", "warning": "yellow", "error": "bold red"}
 _MARK = {"info": "", "success": "✓ ", "warning": "! ", "error": "✗ "}
+PLATFORM = "shell"
+WORKSPACE = "local"
 CHANNEL = "terminal"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """Untrusted text for a terminal: no control characters (an escape sequence in a check's
+    output could rewrite the screen)."""
+    return _CONTROL.sub("�", text)
+
+
+def show(value: str) -> str:
+    """A reply's text as printed: untrusted parts cleaned, then rich markup escaped."""
+    return rich_escape(render(value, escape))
 
 
 class ShellConversation:
     """Renders `Reply`s on a rich Console. One instance serves the whole shell session."""
 
-    def __init__(
-        self, console: Console, read_secret: Callable[[str], Awaitable[str | None]]
-    ) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self._read_secret = read_secret
         self._ids = itertools.count(1)
+
+    def _ref(self, thread_id: str | None = None) -> MessageRef:
+        return MessageRef(PLATFORM, WORKSPACE, CHANNEL, str(next(self._ids)), thread_id)
 
     def _print(self, reply: Reply, indent: str, prefix: str = "") -> None:
         style = _STYLE[reply.tone]
@@ -31,41 +48,49 @@ class ShellConversation:
         body = [reply.title] if reply.title else []
         if reply.text:
             body.append(reply.text)
+        rows = (*reply.lines, *reply.code)
         if not body and not prefix:  # a bare list (e.g. thread progress): no empty head line
-            lines, inner = reply.lines, indent
+            inner = indent
         else:
             for i, line in enumerate(body or [""]):
-                text = escape(f"{head if i == 0 else indent + '  '}{line}")
+                text = rich_escape(head if i == 0 else indent + "  ") + show(line)
                 self.console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
-            lines, inner = reply.lines, indent + "  "
+            inner = indent + "  "
         for name, value in reply.fields:
-            self.console.print(escape(f"{indent}  {name}: {value}"), highlight=False)
-        for line in lines:
-            self.console.print(escape(f"{inner}{line}"), highlight=False)
+            self.console.print(
+                f"{rich_escape(indent)}  {show(name)}: {show(value)}", highlight=False
+            )
+        for line in rows:
+            self.console.print(rich_escape(inner) + show(line), highlight=False)
         for button in reply.buttons:
             self.console.print(
-                escape(f"{indent}  [{button.label}] → type: {button.command}"),
+                rich_escape(f"{indent}  [{button.label}] → type: {button.command}"),
                 style="cyan",
                 highlight=False,
             )
 
+    # --- Interaction ---------------------------------------------------------------------
+
     async def reply(self, reply: Reply) -> MessageRef:
-        ref = MessageRef(CHANNEL, str(next(self._ids)))
         self._print(reply, "  ")
-        return ref
+        return self._ref()
 
     async def reply_private(self, reply: Reply) -> None:
         self._print(reply, "  ", prefix="(only you) ")
 
     async def start_thread(self, reply: Reply) -> MessageRef:
-        message_id = str(next(self._ids))
-        self._print(reply, "  ", prefix=f"#{message_id} ")
-        return MessageRef(CHANNEL, message_id, thread_id=message_id)
+        ref = self._ref()
+        self._print(reply, "  ", prefix=f"#{ref.message_id} ")
+        return MessageRef(PLATFORM, WORKSPACE, CHANNEL, ref.message_id, ref.message_id)
+
+    # --- Outbox --------------------------------------------------------------------------
+
+    async def post(self, where: ChannelRef, reply: Reply) -> MessageRef:
+        return await self.reply(reply)
 
     async def post_in_thread(self, thread: MessageRef, reply: Reply) -> MessageRef:
-        ref = MessageRef(CHANNEL, str(next(self._ids)), thread_id=thread.thread_id)
         self._print(reply, "    │ ")
-        return ref
+        return self._ref(thread.thread_id)
 
     async def update(self, message: MessageRef, reply: Reply) -> None:
         # A terminal cannot edit what it printed: show the new state in one line (the rest
@@ -76,6 +101,3 @@ class ShellConversation:
             "  ",
             prefix=f"#{message.message_id} (updated) ",
         )
-
-    async def ask_secret(self, prompt: str) -> str | None:
-        return await self._read_secret(prompt)

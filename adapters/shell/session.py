@@ -2,7 +2,8 @@
 
 On a terminal it is an interactive prompt with history and colours (prompt_toolkit, rich);
 otherwise it reads a script from stdin and echoes each line, so it can be driven by tests.
-`as <user>` switches who is typing.
+`as <user>` switches who is typing. A verb that declares secret input gets its values from
+a no-echo prompt (scripted: the next lines, never echoed), before it runs.
 """
 
 from __future__ import annotations
@@ -11,20 +12,36 @@ import asyncio
 import getpass
 import re
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from rich.console import Console
 
-from adapters.shell.conversation import CHANNEL, ShellConversation
-from bot.app import recover_interrupted, start_scheduler
-from commands.context import Services
+from adapters.shell.conversation import CHANNEL, PLATFORM, WORKSPACE, ShellConversation
+from bot.runtime import Runtime
 from commands.dispatch import Dispatcher
 from commands.port import Invocation
 
-PLATFORM = "shell"
-WORKSPACE = "local"
 _USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class GuardedHistory(History):
+    """A prompt history that never keeps a line whose verb takes sensitive input."""
+
+    def __init__(self, inner: History, is_sensitive: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.is_sensitive = is_sensitive
+
+    def load_history_strings(self) -> Iterable[str]:
+        return self.inner.load_history_strings()
+
+    def store_string(self, string: str) -> None:
+        # History.append_string keeps the line for this session's recall, then stores it.
+        if not self.is_sensitive(string):
+            self.inner.store_string(string)
 
 
 class ShellSession:
@@ -34,7 +51,7 @@ class ShellSession:
         self.user = user
         self.console = console
         self._script: TextIO | None = None
-        self.conversation = ShellConversation(console, self._read_secret)
+        self.conversation = ShellConversation(console)
 
     async def _read_line(self) -> str:
         """The next script line, read off the event loop so deploys keep running meanwhile."""
@@ -81,7 +98,16 @@ class ShellSession:
             display_name=self.user,
             text=text,
         )
-        await self.dispatcher.handle(invocation, self.conversation)
+        values: dict[str, str] = {}
+        asked = self.dispatcher.secret_request(invocation)
+        if asked is not None:
+            for name in asked.names:
+                value = await self._read_secret(f"value of {name}")
+                if value is None:
+                    self.console.print(f"  (cancelled: no value for {name})", style="dim")
+                    return True
+                values[name] = value
+        await self.dispatcher.handle(invocation, self.conversation, values)
         return True
 
     async def run_script(self, stream: TextIO) -> None:
@@ -93,13 +119,15 @@ class ShellSession:
                 break
         await self.jobs.wait_all()
 
+    def history(self, history_file: Path | None) -> History:
+        inner = FileHistory(str(history_file)) if history_file else InMemoryHistory()
+        return GuardedHistory(inner, self.dispatcher.is_sensitive)
+
     async def run_interactive(self, history_file: Path | None) -> None:
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.history import FileHistory, InMemoryHistory
         from prompt_toolkit.patch_stdout import patch_stdout
 
-        history = FileHistory(str(history_file)) if history_file else InMemoryHistory()
-        prompt: PromptSession[str] = PromptSession(history=history)
+        prompt: PromptSession[str] = PromptSession(history=self.history(history_file))
         self.console.print(
             "flybot shell — type `help`, `as <user>` to switch user, `wait` to wait for "
             "deploys, `quit` to leave.",
@@ -119,7 +147,7 @@ class ShellSession:
 
 
 async def run_shell(
-    services: Services,
+    runtime: Runtime,
     user: str,
     history_file: Path | None = None,
     stdin: TextIO | None = None,
@@ -132,15 +160,15 @@ async def run_shell(
         if interactive
         else Console(no_color=True, width=200, soft_wrap=True, highlight=False)
     )
-    session = ShellSession(Dispatcher(services), user, console)
+    session = ShellSession(runtime.dispatcher, user, console)
+    runtime.attach(PLATFORM, session.conversation)
     if banner:
         console.print(banner, style="dim", highlight=False)
-    await recover_interrupted(services, session.conversation)
-    scheduler = start_scheduler(services, session.conversation)
+    await runtime.start()
     try:
         if interactive:
             await session.run_interactive(history_file)
         else:
             await session.run_script(stream)
     finally:
-        scheduler.shutdown(wait=False)
+        await runtime.stop()

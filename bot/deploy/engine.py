@@ -143,6 +143,7 @@ class Deployer:
         kind: str = "deploy",
         approvers: str = "",
         platform: str = "",
+        workspace_id: str = "",
         channel_id: str = "",
     ) -> Release:
         """Insert the queued release; DeployBusy when the app already has an active one."""
@@ -168,6 +169,7 @@ class Deployer:
                         requester_name=requester_name,
                         approvers=approvers,
                         platform=platform,
+                        workspace_id=workspace_id,
                         channel_id=channel_id,
                         instance_id=self.instance,
                     )

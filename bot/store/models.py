@@ -173,6 +173,7 @@ class Release(SQLModel, table=True):
     fly_release_id: str = Field(default="", max_length=100)
     error: str = Field(default="")
     platform: str = Field(default="", max_length=16)
+    workspace_id: str = Field(default="", max_length=64)
     channel_id: str = Field(default="", max_length=100)
     thread_id: str = Field(default="", max_length=100)
     message_id: str = Field(default="", max_length=100)
@@ -213,6 +214,8 @@ class ApprovalRequest(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     decided_at: datetime | None = None
+    executor_id: str = Field(default="", max_length=64)  # the process running it, once approved
+    heartbeat_at: datetime | None = None  # that process's last sign of life while executing
     platform: str = Field(default="", max_length=16)
     channel_id: str = Field(default="", max_length=100)
     thread_id: str = Field(default="", max_length=100)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from bot.app import build_services
 from bot.clock import FrozenClock, set_clock, utcnow
+from bot.runtime import build_services
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, AuditEntry, Release
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
@@ -229,15 +229,15 @@ async def test_pending_lists_open_requests(tmp_path: Path) -> None:
 
 
 async def test_the_scheduler_expires_requests_and_tells_the_thread(tmp_path: Path) -> None:
-    from bot.app import start_scheduler
+    from bot.runtime import start_scheduler
 
     clock = FrozenClock(utcnow())
     set_clock(clock)
     async with world(tmp_path, admins=PEOPLE) as w:
         people(w)
         await ask(w)
-        told = RecordingConversation()
-        scheduler = start_scheduler(w.services, told, every=0.05)
+        told = w.bot.outbox("shell")
+        scheduler = start_scheduler(w.services, every=0.05)
         try:
             clock.advance(timedelta(minutes=31))
             for _ in range(200):

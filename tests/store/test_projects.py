@@ -94,7 +94,7 @@ def test_projects_and_stages_are_mirrored_into_the_database(tmp_path: Path) -> N
 
     from sqlmodel import select
 
-    from bot.app import build_services
+    from bot.runtime import build_services
     from bot.store.engine import session_scope
     from bot.store.models import ProjectRow, StageRow
 

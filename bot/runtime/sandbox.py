@@ -13,7 +13,7 @@ from bot.deploy.engine import EngineTiming
 from bot.settings import Settings
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_ORG = "demo"
 DEMO_PEOPLE = (  # (user, role, project, stage)
     ("alice", "admin", "*", "*"),
@@ -40,8 +40,8 @@ def seed_people(settings: Settings) -> None:
 
 def run_sandbox(user: str) -> int:
     from adapters.shell.session import run_shell
-    from bot.app import build_services
     from bot.fly.simulator import FlySimulator, serve_in_thread
+    from bot.runtime import Runtime
 
     config = EXAMPLES / "flybot.toml"
     if not config.is_file():
@@ -61,9 +61,9 @@ def run_sandbox(user: str) -> int:
             fly_api_token="sandbox-token",
         )
         seed_people(settings)
-        services = build_services(settings, EngineTiming(lease_refresh=2.0, check_poll=0.2))
+        runtime = Runtime.from_settings(settings, EngineTiming(lease_refresh=2.0, check_poll=0.2))
         try:
-            asyncio.run(run_shell(services, user, banner=BANNER.format(org=DEMO_ORG)))
+            asyncio.run(run_shell(runtime, user, banner=BANNER.format(org=DEMO_ORG)))
         finally:
             server.stop()
     return 0

@@ -1,0 +1,77 @@
+"""The composition root: settings -> services, the router adapters register with, and the
+work a process does once (recovery at start, the scheduler) whatever adapters it runs.
+
+    runtime = Runtime.from_settings(settings)
+    runtime.attach("shell", conversation)     # each adapter, before start
+    await runtime.start()                      # recovery, then the scheduler: once
+    ...
+    await runtime.stop()                       # scheduler off, jobs finished, Fly closed
+
+This package may import commands/ and adapters/; the rest of bot/ imports neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.deploy.engine import EngineTiming
+from bot.runtime.recovery import recover_interrupted
+from bot.runtime.scheduler import APPROVAL_SWEEP_EVERY, start_scheduler
+from bot.runtime.services import build_services, fly_client
+from bot.settings import Settings
+from commands.context import Services
+from commands.dispatch import Dispatcher
+from commands.port import Outbox
+
+__all__ = ["Runtime", "build_services", "fly_client", "recover_interrupted", "start_scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """One per process."""
+
+    def __init__(self, services: Services, sweep_every: float = APPROVAL_SWEEP_EVERY) -> None:
+        self.services = services
+        self.dispatcher = Dispatcher(services)
+        self.sweep_every = sweep_every
+        self.scheduler: AsyncIOScheduler | None = None
+        self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, timing: EngineTiming | None = None) -> Runtime:
+        return cls(build_services(settings, timing))
+
+    def attach(self, platform: str, outbox: Outbox) -> None:
+        """An adapter's durable posts: what the router sends to `platform`."""
+        self.services.router.register(platform, outbox)
+
+    async def start(self) -> None:
+        """Recover what a dead process left, then start the scheduler. Idempotent: a second
+        adapter starting does not start a second scheduler."""
+        if self.started:
+            return
+        self.started = True
+        await recover_interrupted(self.services)
+        self.scheduler = start_scheduler(self.services, every=self.sweep_every)
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+            await asyncio.sleep(0)  # the asyncio scheduler stops on the loop's next turn
+        await self.services.jobs.wait_all()
+        if self.services.fly is not None:
+            await self.services.fly.aclose()
+        self.services.engine.dispose()
+        self.started = False
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

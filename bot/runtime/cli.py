@@ -1,0 +1,79 @@
+"""The `flybot` command line: part of the composition root, so it may start adapters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.projects import ConfigError
+from bot.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flybot", description="Chat-ops for Fly.io.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    shell = sub.add_parser("shell", help="a terminal chat: each line is a /fly command")
+    shell.add_argument("--as", dest="user", default="you", help="who is typing (default: you)")
+    sandbox = sub.add_parser(
+        "sandbox", help="the shell against the built-in Fly simulator, with demo projects"
+    )
+    sandbox.add_argument(
+        "--as",
+        dest="user",
+        default="alice",
+        help="who is typing: alice (admin), bob (deployer), carol (approver)",
+    )
+    simulator = sub.add_parser("simulator", help="run the Fly simulator alone on loopback")
+    simulator.add_argument("--port", type=int, default=4280, help="port (default 4280)")
+    simulator.add_argument("--seed", default="demo", help="'demo' (default) or 'empty'")
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the database migrations")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = Settings.from_env()
+        if args.command == "db":
+            from bot.store import make_engine, upgrade
+            from bot.store.migrate import current_revision
+
+            engine = make_engine(settings.database_url)
+            upgrade(engine)
+            print(f"database at revision {current_revision(engine)}")
+            return 0
+        if args.command == "shell":
+            from adapters.shell.session import run_shell
+            from bot.runtime import Runtime
+
+            history = Path.home() / ".flybot_history"
+            asyncio.run(run_shell(Runtime.from_settings(settings), args.user, history_file=history))
+            return 0
+        if args.command == "sandbox":
+            from bot.runtime.sandbox import run_sandbox
+
+            return run_sandbox(args.user)
+        if args.command == "simulator":
+            from bot.fly.simulator import cli_main
+
+            return cli_main(port=args.port, seed=None if args.seed == "empty" else args.seed)
+    except (SettingsError, ConfigError) as exc:
+        print(f"flybot: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

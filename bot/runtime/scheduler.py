@@ -1,0 +1,27 @@
+"""Periodic work in this process. Each job is safe on any number of instances: what it
+changes is claimed by a compare-and-set in the database. Its notices go through the
+router, to the platform each thread lives on."""
+
+from __future__ import annotations
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from commands.approvals import sweep
+from commands.context import Services
+
+APPROVAL_SWEEP_EVERY = 30.0  # seconds between sweeps of expired and stuck approval requests
+
+
+def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        sweep,
+        "interval",
+        seconds=every,
+        args=(services.engine, services.router),
+        id="approval-sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.start()
+    return scheduler
