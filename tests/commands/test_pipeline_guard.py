@@ -20,12 +20,12 @@ from commands.registry import Param, Registry, command
 from commands.roles import Role
 from tests.support import Bot, write_projects
 
-RUNS: list[tuple[int, int, str]] = []  # (principal id, count, approvers) per handler run
-TARGET = {"size": "shared-cpu-1x"}  # what the toy's plan depends on
+ran: list[tuple[int, int, str]] = []  # (principal id, count, approvers) per handler run
+target = {"size": "shared-cpu-1x"}  # what the toy's plan depends on
 
 
 async def plan_toy(ctx: CommandContext) -> Plan:
-    size = TARGET["size"]
+    size = target["size"]
     digest = hashlib.sha256(f"{ctx.args['count']}/{size}".encode()).hexdigest()
     return Plan(
         ctx.args["project"],
@@ -45,7 +45,7 @@ async def plan_toy(ctx: CommandContext) -> Plan:
     planner=plan_toy,
 )
 async def toy(ctx: CommandContext) -> None:
-    RUNS.append((ctx.principal_id, ctx.args["count"], ctx.approvers))
+    ran.append((ctx.principal_id, ctx.args["count"], ctx.approvers))
     await ctx.say(f"scaled to {ctx.args['count']}", tone="success")
 
 
@@ -59,8 +59,8 @@ def toy_bot(tmp_path: Path, extra: str = "") -> Bot:
     for name, role in (("bob", "deployer"), ("erin", "deployer"), ("carol", "approver")):
         identity = ensure_identity(bot.engine, IdentityKey("shell", "local", name), name)
         add_grant(bot.engine, identity.principal_id, role, "*", "*", None)
-    RUNS.clear()
-    TARGET["size"] = "shared-cpu-1x"
+    ran.clear()
+    target["size"] = "shared-cpu-1x"
     return bot
 
 
@@ -71,11 +71,11 @@ def principal(bot: Bot, name: str) -> int:
 async def test_an_unguarded_stage_runs_it_and_a_dry_run_does_not(tmp_path: Path) -> None:
     bot = toy_bot(tmp_path)
     dry, conversation = await bot.run("bob", "scale toy ping-go dev 3 --dry-run")
-    assert dry.status == "ok" and RUNS == []
+    assert dry.status == "ok" and ran == []
     assert "Dry run: nothing was changed." in conversation.all_text()
     assert "3 × shared-cpu-1x" in conversation.all_text()
     done, conversation = await bot.run("bob", "scale toy ping-go dev 3")
-    assert done.status == "ok" and RUNS == [(principal(bot, "bob"), 3, "")]
+    assert done.status == "ok" and ran == [(principal(bot, "bob"), 3, "")]
 
 
 async def test_someone_elses_lock_refuses_it_before_the_handler(tmp_path: Path) -> None:
@@ -83,10 +83,10 @@ async def test_someone_elses_lock_refuses_it_before_the_handler(tmp_path: Path) 
     bot.services.registry.add(locks.lock)
     await bot.run("erin", 'lock ping-go dev "load test"')
     refused, conversation = await bot.run("bob", "scale toy ping-go dev 3")
-    assert refused.status == "error" and RUNS == []
+    assert refused.status == "error" and ran == []
     assert "ping-go/dev is locked by erin" in conversation.all_text()
     own, _ = await bot.run("erin", "scale toy ping-go dev 2")
-    assert own.status == "ok" and RUNS == [(principal(bot, "erin"), 2, "")]
+    assert own.status == "ok" and ran == [(principal(bot, "erin"), 2, "")]
 
 
 async def test_a_freeze_window_refuses_it(tmp_path: Path) -> None:
@@ -94,14 +94,14 @@ async def test_a_freeze_window_refuses_it(tmp_path: Path) -> None:
     freeze = '\n[projects.hello.stages.dev]\nfreeze = ["Mon 08:00-Mon 10:00 UTC"]\n'
     bot = toy_bot(tmp_path, freeze)
     refused, conversation = await bot.run("bob", "scale toy hello dev 3")
-    assert refused.status == "error" and RUNS == []
+    assert refused.status == "error" and ran == []
     assert "hello/dev is frozen now (Mon 08:00-Mon 10:00 UTC); no scale" in conversation.all_text()
 
 
 async def test_a_guarded_stage_asks_for_approval_and_runs_it_once_approved(tmp_path: Path) -> None:
     bot = toy_bot(tmp_path)  # prod guards deploy, rollback, scale and secrets by default
     asked, conversation = await bot.run("bob", "scale toy ping-go prod 5")
-    assert asked.status == "awaiting" and RUNS == []
+    assert asked.status == "awaiting" and ran == []
     [card] = conversation.public
     assert card.title == "🔐 #1 scale ping-go/prod requested by bob"
     assert "5 × shared-cpu-1x" in card.lines and [b.command for b in card.buttons] == [
@@ -109,10 +109,10 @@ async def test_a_guarded_stage_asks_for_approval_and_runs_it_once_approved(tmp_p
         "reject 1",
     ]
     own, _ = await bot.run("bob", "approve 1")
-    assert own.status == "denied" and RUNS == []
+    assert own.status == "denied" and ran == []
     approved, conversation = await bot.run("carol", "approve 1")
     assert approved.status == "ok", conversation.all_text()
-    assert RUNS == [(principal(bot, "bob"), 5, "carol")]  # as the requester, approved by carol
+    assert ran == [(principal(bot, "bob"), 5, "carol")]  # as the requester, approved by carol
     with session_scope(bot.engine) as session:
         [request] = session.exec(select(ApprovalRequest)).all()
         assert request.state == "executed" and request.command == "scale toy ping-go prod 5"
@@ -123,6 +123,6 @@ async def test_a_guarded_stage_asks_for_approval_and_runs_it_once_approved(tmp_p
 async def test_a_plan_that_changed_after_approval_is_void(tmp_path: Path) -> None:
     bot = toy_bot(tmp_path)
     await bot.run("bob", "scale toy ping-go prod 5")
-    TARGET["size"] = "performance-8x"
+    target["size"] = "performance-8x"
     _, conversation = await bot.run("carol", "approve 1")
-    assert "is void: the plan changed" in conversation.all_text() and RUNS == []
+    assert "is void: the plan changed" in conversation.all_text() and ran == []
