@@ -14,8 +14,11 @@ def parse_duration(text: str) -> timedelta:
     if not compact or _PART.sub("", compact) != "":
         raise ValueError(f"'{text}' is not a duration; use forms like 90s, 30m, 2h, 1h30m, 1d.")
     total = timedelta()
-    for amount, unit in _PART.findall(compact):
-        total += timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        for amount, unit in _PART.findall(compact):
+            total += timedelta(**{_UNITS[unit]: int(amount)})
+    except (OverflowError, ValueError):  # past timedelta's ~2.7 million years
+        raise ValueError(f"'{text[:40]}' is longer than any duration flybot can use.") from None
     if total <= timedelta(0):
         raise ValueError(f"'{text}' is not a positive duration.")
     return total

@@ -5,7 +5,6 @@ accounts at all."""
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 
@@ -51,9 +50,10 @@ def run_sandbox(user: str) -> int:
     simulator.seed_demo()
     server = serve_in_thread(simulator, port=0)
     with tempfile.TemporaryDirectory(prefix="flybot-sandbox-") as scratch:
-        database = os.environ.get("FLYBOT_DATABASE_URL") or f"sqlite:///{scratch}/sandbox.db"
+        # Always a fresh file of its own: the demo's grants (alice is admin of everything)
+        # must never reach a team's database, whatever FLYBOT_DATABASE_URL says.
         settings = Settings(
-            database_url=database,
+            database_url=f"sqlite:///{scratch}/sandbox.db",
             config_path=config,
             fly_org=DEMO_ORG,
             fly_flaps_base_url=server.base_url,
