@@ -103,5 +103,9 @@ def canonical_line(
         else:
             options.extend([f"--{flag.name}", flag.type.word(flags[flag.name])])
     if any(word.startswith("--") for word in positional):  # `--` ends the flags
-        return shlex.join([*command.path, *options, "--", *positional])
-    return shlex.join([*command.path, *positional, *options])
+        return _join([*command.path, *options, "--", *positional])
+    return _join([*command.path, *positional, *options])
+
+
+def _join(words: list[str]) -> str:
+    return " ".join(word if word == MASK else shlex.quote(word) for word in words)

@@ -209,6 +209,10 @@ class Registry:
             raise ValueError(f"command {command.name} registered twice")
         if not 1 <= len(command.path) <= 2:
             raise ValueError(f"command {command.name}: a verb and at most one sub-verb")
+        if command.guardable and any(p.is_sensitive for p in command.params):
+            # An approval request keeps the masked line, which cannot run again: secret
+            # input travels beside the invocation (asks_value) and waits in memory instead.
+            raise ValueError(f"command {command.name}: guardable with a sensitive parameter")
         names = [p.name for p in command.params] + [f.name for f in command.flags]
         if len(set(names)) != len(names):
             raise ValueError(f"command {command.name}: a parameter and a flag share a name")
