@@ -155,7 +155,7 @@ class Limits:
     field_name_chars: int
     field_value_chars: int
     fields: int
-    blocks: int  # text objects per message, title and text and fields included
+    blocks: int  # text objects per message besides the title and fields: text, list, code
     message_chars: int  # all text objects of one message together
     button_label_chars: int
     buttons: int
@@ -266,7 +266,7 @@ def fit_reply(reply: Reply, limits: Limits) -> list[Fitted]:
     )
     used_chars = sum(_measure(v, esc) for v in (title or "", text))
     used_chars += sum(_measure(n, esc) + _measure(v, esc) for n, v in fields)
-    used_blocks = (1 if title else 0) + (1 if text else 0) + len(fields)
+    used_blocks = 1 if text else 0
     list_budget = min(limits.text_chars, limits.message_chars - used_chars)
     lines = _fit_list(reply.lines, max(list_budget, 0), esc)
     if lines:
