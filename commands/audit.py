@@ -31,6 +31,5 @@ async def show_audit(ctx: CommandContext) -> None:
         f"→ {e.outcome}{': ' + e.reason if e.reason else ''}"
         for e in entries
     )
-    await ctx.say_private(
-        "" if lines else "The audit log is empty.", title="Audit log", lines=lines
-    )
+    # A code block, not a list: a long log is split across messages, never cut.
+    await ctx.say_private("" if lines else "The audit log is empty.", title="Audit log", code=lines)

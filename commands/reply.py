@@ -244,28 +244,49 @@ class Fitted:
     code_blocks: tuple[tuple[str, ...], ...] = ()
 
 
+def _fit_fields(
+    fields: tuple[tuple[str, str], ...], limits: Limits, budget: int
+) -> tuple[tuple[tuple[str, str], ...], int]:
+    """As many fields as the count and `budget` allow, the rest summed up in a last one."""
+    esc = limits.escape
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for index, (name, value) in enumerate(fields):
+        hidden = len(fields) - index
+        last = index == limits.fields - 1 and hidden > 1
+        name = shorten(name, limits.field_name_chars, esc)
+        room = min(limits.field_value_chars, budget - used - _measure(name, esc) - 40)
+        if last or room < 20:
+            summary = (ELLIPSIS, str(more_line(hidden)))
+            if used + sum(len(x) for x in summary) <= budget:
+                kept.append(summary)
+                used += sum(len(x) for x in summary)
+            break
+        value = shorten(value, room, esc)
+        kept.append((name, value))
+        used += _measure(name, esc) + _measure(value, esc)
+    return tuple(kept), used
+
+
 def fit_reply(reply: Reply, limits: Limits) -> list[Fitted]:
-    """The reply shrunk to `limits`: the first message, then any code continuations."""
+    """The reply shrunk to `limits`: the first message, then any code continuations.
+
+    The first message's budget goes to the title, then the text, the fields and the list,
+    in that order; code blocks fill what is left and continue in further messages.
+    """
     esc = limits.escape
     title = shorten(reply.title, limits.title_chars, esc) if reply.title else None
-    text = shorten(reply.text, limits.text_chars, esc)
-    fields = reply.fields
-    if len(fields) > limits.fields:
-        hidden = len(fields) - (limits.fields - 1)
-        fields = (*fields[: limits.fields - 1], (ELLIPSIS, str(more_line(hidden))))
-    fields = tuple(
-        (
-            shorten(name, limits.field_name_chars, esc),
-            shorten(value, limits.field_value_chars, esc),
-        )
-        for name, value in fields
+    used_chars = _measure(title or "", esc)
+    text = shorten(reply.text, min(limits.text_chars, limits.message_chars // 2), esc)
+    used_chars += _measure(text, esc)
+    fields, fields_chars = _fit_fields(
+        reply.fields, limits, (limits.message_chars - used_chars) * 2 // 3
     )
+    used_chars += fields_chars
     buttons = tuple(
         replace(b, label=shorten(b.label, limits.button_label_chars))
         for b in reply.buttons[: limits.buttons]
     )
-    used_chars = sum(_measure(v, esc) for v in (title or "", text))
-    used_chars += sum(_measure(n, esc) + _measure(v, esc) for n, v in fields)
     used_blocks = 1 if text else 0
     list_budget = min(limits.text_chars, limits.message_chars - used_chars)
     lines = _fit_list(reply.lines, max(list_budget, 0), esc)

@@ -159,6 +159,7 @@ class Bot:
         workspace: str | None = None,
         dedupe_key: str | None = None,
         secrets: dict[str, str] | None = None,
+        name: str | None = None,
     ) -> tuple[Outcome, RecordingConversation]:
         platform = platform or self.platform
         workspace = workspace or self.workspace
@@ -168,7 +169,7 @@ class Bot:
             workspace_id=workspace,
             channel_id="c",
             user_id=user,
-            display_name=user,
+            display_name=user if name is None else name,
             text=line,
             dedupe_key=dedupe_key,
         )

@@ -109,7 +109,9 @@ async def test_a_value_in_the_text_is_refused_before_anything_is_stored(tmp_path
 
 async def test_missing_or_unasked_values_are_usage_errors(tmp_path: Path) -> None:
     bot = toy_bot(tmp_path)
-    missing, conversation = await bot.run("alice", "secrets toy ping-go dev A B", secrets={"A": "1"})
+    missing, conversation = await bot.run(
+        "alice", "secrets toy ping-go dev A B", secrets={"A": "1"}
+    )
     assert missing.status == "usage" and "No value was given for B" in conversation.all_text()
     extra, conversation = await bot.run("alice", "approve 1", secrets={"A": "1"})
     assert extra.status == "usage" and "takes no secret values" in conversation.all_text()

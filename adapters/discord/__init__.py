@@ -1,0 +1,1 @@
+"""Discord: a discord.py application. See render.py for how replies look."""
