@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -18,16 +19,17 @@ from sqlmodel import col, select
 from bot.clock import utcnow
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote
-from commands.context import CommandContext
+from commands.context import CommandContext, Services
 from commands.dispatch import run_approved
 from commands.errors import CommandError, PermissionDenied
 from commands.kinds import PROJECT, REQUEST, TEXT
 from commands.permissions import authorize
-from commands.port import Outbox
+from commands.port import Interaction, Outbox, ThreadInteraction
 from commands.registry import Param, command
 from commands.requests import get as _get
 from commands.requests import record as _record
 from commands.requests import tell as _tell
+from commands.requests import thread_of
 from commands.requests import transition as _transition
 from commands.requests import votes_of as _votes
 from commands.roles import Role
@@ -67,37 +69,86 @@ async def expire_due(engine: Engine, outbox: Outbox) -> list[int]:
     return expired
 
 
-STUCK_AFTER = timedelta(minutes=2)
+STALE_AFTER = timedelta(seconds=30)  # as the deploy engine's default: silent this long = dead
 
 
-async def fail_stuck(engine: Engine, outbox: Outbox) -> list[int]:
-    """A request approved and claimed for execution by a process that then died stays
-    `executing`; after STUCK_AFTER it is marked failed and its thread told, so nobody waits
-    on it. (Starting an action takes seconds: the window is generous.)"""
-    cutoff = utcnow() - STUCK_AFTER
+async def fail_stuck(
+    engine: Engine, outbox: Outbox, stale_after: timedelta = STALE_AFTER, dead: str = ""
+) -> list[int]:
+    """A request claimed for execution by a process that then died stays `executing`; once
+    its executor's heartbeat has been silent for `stale_after` (or its executor is `dead`,
+    this very process before a restart) it is failed and its thread told. A slow execution
+    whose Fly calls are still retrying keeps its heartbeat, so it is left alone."""
+    cutoff = utcnow() - stale_after
     with session_scope(engine) as session:
-        stuck = list(
-            session.exec(
-                select(ApprovalRequest).where(
-                    ApprovalRequest.state == "executing",
-                    col(ApprovalRequest.decided_at) <= cutoff,
-                )
-            )
+        executing = list(
+            session.exec(select(ApprovalRequest).where(ApprovalRequest.state == "executing"))
         )
     failed = []
     reason = "flybot stopped while starting it; ask again"
-    for request in stuck:
-        if _transition(engine, request.id or 0, ("executing",), "failed", reason=reason):
+    for request in executing:
+        last_sign = request.heartbeat_at or request.decided_at or request.created_at
+        if last_sign > cutoff and not (dead and request.executor_id == dead):
+            continue
+        if _fail_if_still_silent(engine, request, reason):
             failed.append(request.id or 0)
             _record(engine, request, "approval not executed", "flybot", "failed", reason)
             await _tell(engine, outbox, request, f"failed: {reason}", f"✗ Not run: {reason}.")
     return failed
 
 
-async def sweep(engine: Engine, outbox: Outbox) -> None:
-    """The scheduler's periodic pass: expire what is due, fail what is stuck."""
-    await expire_due(engine, outbox)
-    await fail_stuck(engine, outbox)
+def _fail_if_still_silent(engine: Engine, request: ApprovalRequest, reason: str) -> bool:
+    """Compare-and-set on the state and the heartbeat read: a beat since then keeps it."""
+    beat = col(ApprovalRequest.heartbeat_at)
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(ApprovalRequest)
+            .where(
+                col(ApprovalRequest.id) == request.id,
+                col(ApprovalRequest.state) == "executing",
+                beat.is_(None) if request.heartbeat_at is None else beat == request.heartbeat_at,
+            )
+            .values(state="failed", reason=reason, decided_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def resume_approved(services: Services, stale_after: timedelta = STALE_AFTER) -> list[int]:
+    """A request that reached its quorum but was never claimed (its process died between the
+    two compare-and-sets) is run here, once, by whichever instance sweeps first."""
+    cutoff = utcnow() - stale_after
+    with session_scope(services.engine) as session:
+        stalled = list(
+            session.exec(
+                select(ApprovalRequest).where(
+                    ApprovalRequest.state == "approved",
+                    col(ApprovalRequest.decided_at) <= cutoff,
+                )
+            )
+        )
+    resumed = []
+    for request in stalled:
+        votes = _votes(services.engine, request.id or 0)
+        interaction = ThreadInteraction(services.router, thread_of(request))
+        announce = "✅ approved: picked up by flybot after a stall, running it now."
+        await _run_and_record(services, interaction, request, votes, announce)
+        resumed.append(request.id or 0)
+    return resumed
+
+
+def stale_after(services: Services) -> timedelta:
+    if services.deployer is None:
+        return STALE_AFTER
+    return timedelta(seconds=services.deployer.timing.stale_after)
+
+
+async def sweep(services: Services) -> None:
+    """The scheduler's periodic pass: expire what is due, fail what is stuck, run what was
+    approved and then left."""
+    stale = stale_after(services)
+    await expire_due(services.engine, services.router)
+    await fail_stuck(services.engine, services.router, stale)
+    await resume_approved(services, stale)
 
 
 def _check_approver(ctx: CommandContext, request: ApprovalRequest, action: str) -> None:
@@ -167,20 +218,28 @@ async def approve(ctx: CommandContext) -> None:
         return
     if not _transition(ctx.engine, request.id or 0, ("pending",), "approved", decided_at=utcnow()):
         return  # another click reached the quorum first; it runs the action
-    await _tell(
-        ctx.engine,
-        ctx.outbox,
-        request,
-        "approved: running",
-        f"✅ {name} approved ({len(votes)}/{request.approvals_needed}): running it.",
-    )
+    announce = f"✅ {name} approved ({len(votes)}/{request.approvals_needed}): running it."
+    await _run_and_record(ctx.services, ctx.interaction, request, votes, announce)
+
+
+async def _run_and_record(
+    services: Services,
+    interaction: Interaction,
+    request: ApprovalRequest,
+    votes: list[ApprovalVote],
+    announce: str,
+) -> None:
+    """Run an approved request (see `run_approved`), then audit and tell how it went."""
+    engine = services.engine
     outcome = await run_approved(
-        ctx.services, ctx.interaction, request, tuple(v.name for v in votes)
+        services, interaction, request, tuple(v.name for v in votes), announce
     )
-    final = _get(ctx.engine, request.id or 0) or request
+    if outcome.status == "duplicate":
+        return
+    final = _get(engine, request.id or 0) or request
     if final.state == "executed":
         _record(
-            ctx.engine,
+            engine,
             final,
             "approval executed",
             final.requester_name,
@@ -189,7 +248,7 @@ async def approve(ctx: CommandContext) -> None:
         )
     else:
         _record(
-            ctx.engine,
+            engine,
             final,
             "approval not executed",
             final.requester_name,
@@ -197,8 +256,8 @@ async def approve(ctx: CommandContext) -> None:
             outcome.message,
         )
         await _tell(
-            ctx.engine,
-            ctx.outbox,
+            engine,
+            services.router,
             final,
             f"{final.state}: {final.reason}",
             f"✗ Not run: {final.reason}",
@@ -274,4 +333,12 @@ async def pending(ctx: CommandContext) -> None:
     )
 
 
-__all__ = ["approve", "expire_due", "fail_stuck", "pending", "reject", "sweep"]
+__all__ = [
+    "approve",
+    "expire_due",
+    "fail_stuck",
+    "pending",
+    "reject",
+    "resume_approved",
+    "sweep",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,8 @@ from commands.secrets import SecretValues
 
 if TYPE_CHECKING:
     from commands.guard import Approved, Plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,6 +83,9 @@ class CommandContext:
         """The thread this command reports in: an approved request's own thread (its card
         edited to `reply`), else a new thread started from this interaction."""
         if self.thread is not None:
-            await self.outbox.update(self.thread, reply)
+            try:  # the request is already claimed: a chat failure must not stop it now
+                await self.outbox.update(self.thread, reply)
+            except Exception:
+                log.exception("could not edit the card of thread %s", self.thread.message_id)
             return self.thread
         return await self.interaction.start_thread(reply)

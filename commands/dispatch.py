@@ -19,19 +19,25 @@ one "something went wrong (ref …)" reply, with the traceback in the log under 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from bot.clock import utcnow
+from bot.deploy.engine import EngineTiming, instance_id
 from bot.fly import FlyAPIError
 from bot.store import audit, dedupe
 from bot.store.approvals import move_request
+from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, AuditEntry
 from bot.store.principals import IdentityKey, ensure_identity
-from commands import guard
+from commands import guard, requests
 from commands.binding import bind, canonical_line
 from commands.context import CommandContext, Services
 from commands.errors import CommandError, PermissionDenied, UsageError
@@ -239,15 +245,74 @@ async def run_approved(
     interaction: Interaction,
     request: ApprovalRequest,
     approvers: tuple[str, ...],
+    announce: str = "",
 ) -> Outcome:
     """Run an approved request's command once, as its requester, in the request's thread.
 
     Only the caller whose compare-and-set moves the request from approved to executing runs
-    it: a double click or a second bot instance finds it already taken.
+    it: a double click or a second bot instance finds it already taken. The state changes
+    come first and chat after (`announce` goes to the thread once the request is claimed),
+    so a chat failure can never leave it `approved`. While it executes, this process
+    heartbeats on the row: the sweep judges it stuck only when that heartbeat goes silent.
     """
     request_id = request.id or 0
-    if not _move(services, request_id, "approved", "executing"):
+    now = utcnow()
+    executor = executor_id(services)
+    if not move_request(
+        services.engine,
+        request_id,
+        ("approved",),
+        "executing",
+        decided_at=now,
+        executor_id=executor,
+        heartbeat_at=now,
+    ):
         return Outcome("duplicate")
+    beat = asyncio.create_task(_heartbeat(services, request_id, executor))
+    try:
+        if announce:
+            await requests.tell(
+                services.engine, services.router, request, "approved: running", announce
+            )
+        return await _run_claimed(services, interaction, request, approvers)
+    finally:
+        beat.cancel()
+
+
+def executor_id(services: Services) -> str:
+    """This process, as the deploy engine names it (reused, so one notion of "alive")."""
+    return services.deployer.instance if services.deployer is not None else instance_id()
+
+
+def heartbeat_every(services: Services) -> float:
+    return services.deployer.timing.heartbeat if services.deployer else EngineTiming.heartbeat
+
+
+async def _heartbeat(services: Services, request_id: int, executor: str) -> None:
+    while True:
+        await asyncio.sleep(heartbeat_every(services))
+        try:
+            with session_scope(services.engine) as session:
+                session.execute(
+                    update(ApprovalRequest)
+                    .where(
+                        col(ApprovalRequest.id) == request_id,
+                        col(ApprovalRequest.state) == "executing",
+                        col(ApprovalRequest.executor_id) == executor,
+                    )
+                    .values(heartbeat_at=utcnow())
+                )
+        except Exception:
+            log.exception("request #%s: a heartbeat failed", request_id)
+
+
+async def _run_claimed(
+    services: Services,
+    interaction: Interaction,
+    request: ApprovalRequest,
+    approvers: tuple[str, ...],
+) -> Outcome:
+    request_id = request.id or 0
     invocation = Invocation(
         platform=request.requester_platform,
         workspace_id=request.requester_workspace,

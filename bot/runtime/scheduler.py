@@ -18,7 +18,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         sweep,
         "interval",
         seconds=every,
-        args=(services.engine, services.router),
+        args=(services,),
         id="approval-sweep",
         max_instances=1,
         coalesce=True,

@@ -1,0 +1,85 @@
+"""An approved request always runs or says why not: its state changes come before any chat,
+a request left `approved` is picked up by the sweep, and an `executing` one is judged stuck by
+its executor's heartbeat, not by its age."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from bot.clock import FrozenClock, set_clock, utcnow
+from bot.store.engine import session_scope
+from bot.store.models import ApprovalRequest, ApprovalVote
+from bot.store.principals import IdentityKey, ensure_identity
+from commands.approvals import fail_stuck
+from commands.port import MessageRef, Reply
+from tests.deploy.test_approvals import PEOPLE, ask, people, release_count, request_row
+from tests.flyharness import world
+from tests.support import RecordingConversation
+
+
+async def test_a_chat_failure_after_the_quorum_does_not_leave_it_approved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+
+        async def chat_down(self: object, message: MessageRef, reply: Reply) -> None:
+            raise ConnectionError("the chat platform is down")
+
+        monkeypatch.setattr(RecordingConversation, "update", chat_down)
+        await w.bot.run("approver0", "approve 1")
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        assert release_count(w) == 1 and len(w.calls("Machines_update")) == 6
+
+
+async def test_a_slow_but_alive_execution_is_not_failed(tmp_path: Path) -> None:
+    clock = FrozenClock(utcnow())
+    set_clock(clock)
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        w.sim.inject("Machines_list", latency=1.5, count=2)  # Fly is slow while it plans
+        click = asyncio.create_task(w.bot.run("approver0", "approve 1"))
+        for _ in range(200):
+            if request_row(w).state == "executing":
+                break
+            await asyncio.sleep(0.02)
+        assert request_row(w).state == "executing"
+        clock.advance(timedelta(minutes=3))  # older than any fixed window
+        await asyncio.sleep(0.6)  # a few of the executor's heartbeats (every 0.2 s here)
+        assert await fail_stuck(w.services.engine, RecordingConversation()) == []
+        outcome, conversation = await click
+        assert outcome.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed" and release_count(w) == 1
+
+
+async def test_a_request_left_approved_is_run_by_the_sweep(tmp_path: Path) -> None:
+    from commands.approvals import sweep
+
+    clock = FrozenClock(utcnow())
+    set_clock(clock)
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        approver = ensure_identity(w.services.engine, IdentityKey("shell", "local", "approver0"))
+        with session_scope(w.services.engine) as session:  # the quorum, then the process died
+            session.add(
+                ApprovalVote(request_id=1, principal_id=approver.principal_id, name="approver0")
+            )
+            session.execute(update(ApprovalRequest).values(state="approved", decided_at=utcnow()))
+        await sweep(w.services)
+        assert request_row(w).state == "approved"  # not yet: it may still be on its way
+        clock.advance(timedelta(minutes=1))
+        await sweep(w.services)
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        assert release_count(w) == 1 and len(w.calls("Machines_update")) == 6
+        assert "picked up" in w.bot.outbox("shell").all_text()
