@@ -23,7 +23,7 @@ from commands.context import CommandContext, Services
 from commands.dispatch import run_approved
 from commands.errors import CommandError, PermissionDenied
 from commands.kinds import PROJECT, REQUEST, TEXT
-from commands.permissions import authorize
+from commands.permissions import authorize, linked_principals
 from commands.port import Interaction, Outbox, ThreadInteraction
 from commands.registry import Param, command
 from commands.requests import get as _get
@@ -152,8 +152,18 @@ async def sweep(services: Services) -> None:
 
 
 def _check_approver(ctx: CommandContext, request: ApprovalRequest, action: str) -> None:
-    if request.requested_by == ctx.principal_id:
+    me = ctx.invocation
+    if request.requested_by == ctx.principal_id or (
+        request.requester_platform,
+        request.requester_workspace,
+        request.requester_user,
+    ) == (me.platform, me.workspace_id, me.user_id):
         raise PermissionDenied(f"You asked for #{request.id}; someone else has to {action} it.")
+    if request.requested_by in linked_principals(ctx.engine, ctx.principal_id):
+        raise PermissionDenied(
+            f"This account is linked to the requester of #{request.id}; someone else has to "
+            f"{action} it."
+        )
     role = Role.parse(request.approver_role)
     decision = authorize(ctx.engine, ctx.principal_id, role, request.project, request.stage)
     if not decision.allowed:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.store.engine import session_scope
-from bot.store.models import Grant
+from bot.store.models import Grant, Identity, LinkRequest
 from bot.store.principals import (
     IdentityKey,
     add_grant,
@@ -56,6 +56,33 @@ def holders(engine: Engine, needed: Role, project: str, stage: str) -> dict[int,
                 grant.project, grant.stage, project, stage
             ):
                 found[grant.principal_id] = display_name_of(session, grant.principal_id)
+    return found
+
+
+def linked_principals(engine: Engine, principal_id: int) -> set[int]:
+    """Every principal flybot knows is the same person as `principal_id`: itself, and any
+    whose identity a `/fly link` joins to one of its identities once both sides have typed
+    the code (claimed or confirmed), followed transitively."""
+    with session_scope(engine) as session:
+        identities = list(session.exec(select(Identity)))
+        links = list(
+            session.exec(select(LinkRequest).where(col(LinkRequest.state).in_(("claimed", "done"))))
+        )
+    principal_of = {i.id: i.principal_id for i in identities}
+    joined: dict[int, set[int]] = {}
+    for link in links:
+        if link.to_identity_id is None:
+            continue
+        a, b = principal_of.get(link.from_identity_id), principal_of.get(link.to_identity_id)
+        if a is not None and b is not None:
+            joined.setdefault(a, set()).add(b)
+            joined.setdefault(b, set()).add(a)
+    found, todo = {principal_id}, [principal_id]
+    while todo:
+        for other in joined.get(todo.pop(), ()):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
     return found
 
 

@@ -14,8 +14,9 @@ from bot.store.principals import (
     remove_grant,
 )
 from commands.context import CommandContext
-from commands.errors import CommandError
+from commands.errors import CommandError, PermissionDenied
 from commands.kinds import PROJECT, PROJECT_OR_ALL, ROLE, STAGE_OR_ALL, USER
+from commands.permissions import linked_principals
 from commands.registry import Param, command
 from commands.reply import markup
 from commands.roles import ANY, Role, format_scope
@@ -46,6 +47,16 @@ async def grant(ctx: CommandContext) -> None:
     user: IdentityKey = ctx.args["user"]
     role: Role = ctx.args["role"]
     project, stage = _scope(ctx)
+    if role >= Role.approver:
+        with session_scope(ctx.engine) as session:
+            known = find_identity(session, user)
+        if known is not None and known.principal_id in linked_principals(
+            ctx.engine, ctx.principal_id
+        ):
+            raise PermissionDenied(
+                f"{user} is linked to you: nobody grants their own accounts {role.name} or "
+                "above (it would let them approve their own requests); ask another admin."
+            )
     identity = ensure_identity(ctx.engine, user)
     added = add_grant(
         ctx.engine,

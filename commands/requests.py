@@ -13,7 +13,7 @@ from bot.store import audit
 from bot.store.approvals import move_request
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote, AuditEntry
-from commands.permissions import holders
+from commands.permissions import holders, linked_principals
 from commands.port import Button, MessageRef, NoRoute, Outbox, Reply
 from commands.reply import markup
 from commands.roles import Role
@@ -98,7 +98,8 @@ def card(
 ) -> Reply:
     approved_by = ", ".join(v.name for v in votes) or "nobody yet"
     who = holders(engine, Role.parse(request.approver_role), request.project, request.stage)
-    who.pop(request.requested_by, None)
+    for same_person in linked_principals(engine, request.requested_by):
+        who.pop(same_person, None)
     can_approve = ", ".join(sorted(who.values())) or "nobody yet: an admin must grant the role"
     needed = request.approvals_needed
     return Reply(
