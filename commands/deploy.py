@@ -7,6 +7,7 @@ before the handler starts the roll-out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 STEP_BATCH = 8  # thread lines per message: a 30-machine deploy posts a handful, not a hundred
 POST_EVERY = 5.0  # at a batch's end, lines are posted if the last post is this old (seconds)
 PROGRESS_EVERY = 2.0  # seconds between edits of the parent message
+FINAL_TRIES = 4  # the last post and edit of a deploy are tried this often, a chat error apart
+RETRY_PAUSE = 0.5  # seconds, times the attempt number
 
 
 class ThreadReporter:
@@ -69,12 +72,19 @@ class ThreadReporter:
         recent = time.monotonic() - self._last_post < POST_EVERY
         if not self.buffer or (recent and not final):
             return
-        lines, self.buffer = tuple(self.buffer), []
-        self._last_post = time.monotonic()
-        tone: Tone = "error" if any(line.startswith("✗") for line in lines) else "info"
-        await self._say(
-            self.outbox.post_in_thread(self.thread, Reply(text="", lines=lines, tone=tone))
-        )
+        for attempt in range(FINAL_TRIES if final else 1):
+            if attempt:
+                await asyncio.sleep(RETRY_PAUSE * attempt)
+            lines = tuple(self.buffer)
+            self._last_post = time.monotonic()
+            tone: Tone = "error" if any(line.startswith("✗") for line in lines) else "info"
+            posting = self.outbox.post_in_thread(
+                self.thread, Reply(text="", lines=lines, tone=tone)
+            )
+            if await self._say(posting):
+                del self.buffer[: len(lines)]
+                return
+        # Kept: the next flush posts them with whatever came since.
 
     async def progress(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -96,17 +106,20 @@ class ThreadReporter:
         state = release.state.replace("_", " ")
         tone: Tone = "success" if release.state == "succeeded" else "error"
         text = f"{state}{took}" + (f": {release.error}" if release.error else "")
-        await self._say(
-            self.outbox.update(
-                self.thread, Reply(text=text, title=self.title, tone=tone, lines=self.plan_lines)
-            )
-        )
+        reply = Reply(text=text, title=self.title, tone=tone, lines=self.plan_lines)
+        for attempt in range(FINAL_TRIES):
+            if attempt:
+                await asyncio.sleep(RETRY_PAUSE * attempt)
+            if await self._say(self.outbox.update(self.thread, reply)):
+                return
 
-    async def _say(self, posting: Awaitable[object]) -> None:
+    async def _say(self, posting: Awaitable[object]) -> bool:
         try:
             await posting
         except Exception:
             log.exception("deploy thread %s: a post failed", self.thread.message_id)
+            return False
+        return True
 
 
 def deployer_of(ctx: CommandContext) -> Deployer:

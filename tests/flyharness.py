@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,16 @@ class World:
     services: Services
     bot: Bot
     root: Path
+    extra_clients: list[FlyClient] = field(default_factory=list)
+
+    def route_through(self, base_url: str) -> FlyClient:
+        """Send the bot's Fly calls to `base_url` (a proxy in front of the simulator)."""
+        client = fly_client(base_url)
+        self.extra_clients.append(client)
+        self.services.fly = client
+        assert self.services.deployer is not None
+        self.services.deployer.fly = client
+        return client
 
     def calls(self, operation: str | None = None) -> list[Any]:
         return [c for c in self.sim.calls if operation is None or c.operation == operation]
@@ -192,8 +202,11 @@ async def world(
         assert services.deployer is not None
         services.fly = fly
         services.deployer.fly = fly
+        w = World(sim, server.base_url, fly, services, Bot(services), tmp_path)
         try:
-            yield World(sim, server.base_url, fly, services, Bot(services), tmp_path)
+            yield w
         finally:
             await services.jobs.wait_all()
+            for client in w.extra_clients:
+                await client.aclose()
             await fly.aclose()

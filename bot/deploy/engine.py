@@ -80,6 +80,45 @@ class DeployReporter(Protocol):
         ...
 
 
+class _SafeReporter:
+    """Reporting never fails a deploy: a reporter that raises is logged, and its lines are
+    kept and offered again at the next call, so a chat outage delays lines, never loses
+    them (and never stops the roll-out)."""
+
+    def __init__(self, inner: DeployReporter) -> None:
+        self.inner = inner
+        self.backlog: list[tuple[str, str]] = []
+
+    async def step(self, text: str, tone: str = "info") -> None:
+        self.backlog.append((text, tone))
+        await self._drain()
+
+    async def _drain(self) -> bool:
+        while self.backlog:
+            text, tone = self.backlog[0]
+            try:
+                await self.inner.step(text, tone)
+            except Exception:
+                log.warning("deploy reporter failed; the line is kept for later", exc_info=True)
+                return False
+            self.backlog.pop(0)
+        return True
+
+    async def progress(self, done: int, total: int) -> None:
+        try:
+            await self.inner.progress(done, total)
+        except Exception:
+            log.warning("deploy reporter failed to show progress", exc_info=True)
+
+    async def flush(self, final: bool = False) -> None:
+        if not await self._drain():
+            return
+        try:
+            await self.inner.flush(final)
+        except Exception:
+            log.warning("deploy reporter failed to flush", exc_info=True)
+
+
 class DeployBusy(Exception):
     """Another deploy of the same app is queued or running."""
 
@@ -219,11 +258,14 @@ class Deployer:
             instance_id=self.instance,
         ):
             return self.get(release_id)  # another instance took it, or it was cancelled
-        run = _Run(self.get(release_id), plan, reporter)
+        safe = _SafeReporter(reporter)
+        run = _Run(self.get(release_id), plan, safe)
         run.total = plan.machine_count
         heartbeat = asyncio.create_task(self._heartbeat(release_id))
         refresher: asyncio.Task[None] | None = None
-        outcome, error = "succeeded", ""
+        # Nothing is "succeeded" until the last step said so: whatever ends the roll-out
+        # early, foreseen or not, ends it failed.
+        outcome, error = "failed", ""
         started = time.monotonic()
         try:
             await self._create_fly_release(run)
@@ -239,38 +281,67 @@ class Deployer:
             }[plan.strategy]
             await strategy(run)
             await self._destroy_removed(run)
-        except (DeployFailed, FlyAPIError) as exc:
-            error = str(exc)
-            outcome = "failed"
-            await reporter.step(f"✗ {error}", "error")
-            if plan.strategy != "bluegreen" and run.updated:
-                if run.plan.rollback_on_failure:
-                    outcome = await self._rollback(run)
-                else:
-                    await self._report_left(run)
+            outcome = "succeeded"
         except asyncio.CancelledError:
             outcome, error = "interrupted", "the deploy was cancelled"
             raise
+        except Exception as exc:
+            error = self._describe(exc)
+            await safe.step(f"✗ {error}", "error")
+            outcome = await self._after_failure(run)
         finally:
             if refresher is not None:
                 refresher.cancel()
             heartbeat.cancel()
+            await self._finish(run, outcome, error, time.monotonic() - started)
+        return self.get(release_id)
+
+    @staticmethod
+    def _describe(exc: Exception) -> str:
+        if isinstance(exc, DeployFailed | FlyAPIError):
+            return str(exc)
+        log.error("deploy stopped by an unexpected error", exc_info=exc)
+        return f"unexpected error ({type(exc).__name__}): {exc}"
+
+    async def _after_failure(self, run: _Run) -> str:
+        """Roll back (or leave, as the stage's policy says) what the roll-out changed."""
+        if run.plan.strategy == "bluegreen" or not run.updated:
+            return "failed"
+        try:
+            if run.plan.rollback_on_failure:
+                return await self._rollback(run)
+            await self._report_left(run)
+        except Exception as exc:
+            log.error("rollback stopped by an unexpected error", exc_info=exc)
+            await run.reporter.step(f"✗ the rollback stopped: {self._describe(exc)}", "error")
+        return "failed"
+
+    async def _finish(self, run: _Run, outcome: str, error: str, elapsed: float) -> None:
+        """Leases freed, the outcome written, Fly and the thread told: each step on its own,
+        so one failing cannot skip the others."""
+        try:
             await self._release_leases(run)
-            elapsed = time.monotonic() - started
+        except Exception:
+            log.exception("deploy %s: releasing leases failed", run.plan.app)
+        try:
             self._set(
-                release_id,
+                run.release.id or 0,
                 state=outcome,
                 error=error[:2000],
                 finished_at=utcnow(),
                 leases_json="{}",
             )
+        except Exception:
+            log.exception("deploy %s: recording the outcome failed", run.plan.app)
+        try:
             await self._finish_fly_release(run, outcome)
-            await reporter.step(
-                self._final_line(run, outcome, elapsed),
-                "success" if outcome == "succeeded" else "error",
-            )
-            await reporter.flush(final=True)
-        return self.get(release_id)
+        except Exception:
+            log.exception("deploy %s: telling Fly the outcome failed", run.plan.app)
+        await run.reporter.step(
+            self._final_line(run, outcome, elapsed),
+            "success" if outcome == "succeeded" else "error",
+        )
+        await run.reporter.flush(final=True)
 
     def _final_line(self, run: _Run, outcome: str, elapsed: float) -> str:
         if outcome == "succeeded":

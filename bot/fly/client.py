@@ -197,6 +197,13 @@ class FlyClient:
                 path=path,
                 request_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
+        except httpx.DecodingError as exc:
+            # The request reached Fly and was answered, so it may have acted.
+            raise TransportError(
+                f"the answer could not be decoded: {self._redact(str(exc))}",
+                method=method,
+                path=path,
+            ) from exc
         except httpx.TransportError as exc:
             raise TransportError(
                 f"{type(exc).__name__}: {self._redact(str(exc)) or 'transport failure'}",

@@ -23,6 +23,9 @@ class ApplyThenFail:
     status: int | None = 500  # None: answer nothing until the client gives up
     times: int = 1
     stall: float = 5.0
+    # Instead of an error status: a 200 whose body claims gzip and is not (httpx raises
+    # DecodingError, which is no transport or HTTP status error).
+    corrupt: bool = False
     forwarded: int = 0
     failed: int = 0
 
@@ -44,6 +47,12 @@ async def apply_then_fail_proxy(upstream: str, rule: ApplyThenFail) -> AsyncIter
             and rule.failed < rule.times
         ):
             rule.failed += 1
+            if rule.corrupt:
+                return web.Response(
+                    body=b"\x00 this is not gzip",
+                    status=200,
+                    headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                )
             if rule.status is None:
                 await asyncio.sleep(rule.stall)
                 return web.Response(status=504)
