@@ -199,7 +199,16 @@ async def make_plan(
     """Work out the deploy. `configs` (a past release's per-group machine configs) replaces
     what fly.toml says, for a rollback."""
     stage_config = load_stage_config(stage.config_file)
-    machines = await managed_machines(fly, stage_config.app)
+    if stage_config.app != stage.app:
+        # Grants, locks and approvals are keyed on project/stage, and the catalog says which
+        # app a stage is: a fly.toml pointing elsewhere must not move the deploy there.
+        raise PlanError(
+            f"{stage.config_file.name} says app = \"{stage_config.app}\", but "
+            f"{project.name}/{stage.name} is {stage.app} in flybot's catalog; nothing was "
+            f"deployed. Put app = \"{stage.app}\" back, or change the stage's app and restart "
+            "flybot so the catalog (and its grants) are read again."
+        )
+    machines = await managed_machines(fly, stage.app)
     current_image, current_digest = majority_image(machines)
 
     digest = ""
@@ -254,7 +263,7 @@ async def make_plan(
     return DeployPlan(
         project=project.name,
         stage=stage.name,
-        app=stage_config.app,
+        app=stage.app,
         image=image,
         image_source=source,
         image_digest=digest,
