@@ -150,26 +150,33 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
         )
     except DeployBusy as exc:
         raise CommandError(str(exc)) from None
-    title = markup(
-        "🚀 {where} v{version} by {who}{rollback}{approved}",
-        where=f"{plan.project}/{plan.stage}",
-        version=release.version,
-        who=ctx.invocation.display_name,
-        rollback=" (rollback)" if kind == "rollback" else "",
-        approved=f", approved by {approvers}" if approvers else "",
-    )
-    lines = tuple(plan.summary_lines())
-    thread = await ctx.open_thread(Reply(text="queued", title=title, lines=lines))
-    deployer.attach_thread(
-        release.id or 0, thread.thread_id or thread.message_id, thread.message_id
-    )
-    reporter = ThreadReporter(ctx.outbox, thread, title, lines)
+    # The claim and the job's start are one unit: whatever fails between them (the thread
+    # cannot be opened, the chat API is down) fails the queued release at once, so it never
+    # blocks the app's next deploy.
+    try:
+        title = markup(
+            "🚀 {where} v{version} by {who}{rollback}{approved}",
+            where=f"{plan.project}/{plan.stage}",
+            version=release.version,
+            who=ctx.invocation.display_name,
+            rollback=" (rollback)" if kind == "rollback" else "",
+            approved=f", approved by {approvers}" if approvers else "",
+        )
+        lines = tuple(plan.summary_lines())
+        thread = await ctx.open_thread(Reply(text="queued", title=title, lines=lines))
+        deployer.attach_thread(
+            release.id or 0, thread.thread_id or thread.message_id, thread.message_id
+        )
+        reporter = ThreadReporter(ctx.outbox, thread, title, lines)
 
-    async def job() -> None:
-        finished = await deployer.run(release.id or 0, plan, reporter)
-        await reporter.finished(finished)
+        async def job() -> None:
+            finished = await deployer.run(release.id or 0, plan, reporter)
+            await reporter.finished(finished)
 
-    ctx.services.jobs.spawn(job(), name=f"deploy {plan.app} v{release.version}")
+        ctx.services.jobs.spawn(job(), name=f"deploy {plan.app} v{release.version}")
+    except BaseException as exc:
+        deployer.abandon(release.id or 0, f"could not be started: {type(exc).__name__}: {exc}")
+        raise
     return release
 
 

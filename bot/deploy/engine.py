@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import logging
 import math
 import os
 import shlex
-import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import update
@@ -30,6 +30,7 @@ from bot.clock import utcnow
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
 from bot.durations import format_elapsed
 from bot.fly import FlyAPIError, FlyClient, LeaseHeldError, Machine
+from bot.instance import HOST, INSTANCE_ID
 from bot.store.engine import session_scope
 from bot.store.models import ACTIVE_DEPLOY_STATES, Release
 
@@ -39,23 +40,38 @@ RELEASE_COMMAND_GROUP = "fly_app_release_command"
 
 
 def instance_id() -> str:
-    """Who runs a deploy: stable across restarts of the same host, distinct between hosts."""
-    return (
-        os.environ.get("FLYBOT_INSTANCE_ID")
-        or os.environ.get("FLY_MACHINE_ID")
-        or (socket.gethostname())
-    )
+    """This process's id (see bot.instance): no other process shares it."""
+    return INSTANCE_ID
 
 
 @dataclass(frozen=True)
 class EngineTiming:
+    """Seconds. The heartbeat, staleness and sweep settings can also come from the
+    environment (`FLYBOT_DEPLOY_HEARTBEAT`, `FLYBOT_DEPLOY_STALE_AFTER`,
+    `FLYBOT_DEPLOY_SWEEP_EVERY`), see `from_env`."""
+
     lease_ttl: int = 13  # seconds, as flyctl
     lease_refresh: float = 4.0
     check_poll: float = 1.0  # the longest pause between looks at a machine's checks
     first_poll: float = 0.05  # the first pause; it doubles up to check_poll
-    heartbeat: float = 5.0
-    stale_after: float = 30.0  # another instance's deploy is dead after this long silent
+    heartbeat: float = 5.0  # a running deploy writes its heartbeat this often
+    stale_after: float = 30.0  # a deploy whose heartbeat is this old is dead
+    sweep_every: float = 15.0  # how often the scheduler looks for dead deploys
     crash_exits: int = 2  # exits after an update that make a crash loop
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineTiming:
+        env = os.environ if environ is None else environ
+        values: dict[str, float] = {}
+        for field_name, variable in (
+            ("heartbeat", "FLYBOT_DEPLOY_HEARTBEAT"),
+            ("stale_after", "FLYBOT_DEPLOY_STALE_AFTER"),
+            ("sweep_every", "FLYBOT_DEPLOY_SWEEP_EVERY"),
+        ):
+            raw = env.get(variable)
+            if raw:
+                values[field_name] = float(raw)
+        return cls(**values)  # type: ignore[arg-type]
 
 
 async def settle(steps: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -156,6 +172,9 @@ class _Run:
     created: list[str] = field(default_factory=list)
     done: int = 0
     total: int = 0
+    # Set when this process's heartbeat finds the row no longer ours (another process
+    # judged the deploy dead): from then on nothing more is changed, and nothing written.
+    claim_lost: bool = False
 
 
 class Deployer:
@@ -165,11 +184,13 @@ class Deployer:
         fly: FlyClient,
         timing: EngineTiming | None = None,
         instance: str | None = None,
+        host: str | None = None,
     ) -> None:
         self.db = db
         self.fly = fly
         self.timing = timing or EngineTiming()
-        self.instance = instance or instance_id()
+        self.instance = instance or INSTANCE_ID  # this process's own id, never shared
+        self.host = host or HOST
 
     # --- the job row -------------------------------------------------------------------
 
@@ -211,6 +232,8 @@ class Deployer:
                         workspace_id=workspace_id,
                         channel_id=channel_id,
                         instance_id=self.instance,
+                        host=self.host,
+                        heartbeat_at=utcnow(),
                     )
                     session.add(release)
                     session.flush()
@@ -235,33 +258,73 @@ class Deployer:
             assert release is not None
             return release
 
-    def _set(self, release_id: int, expect: Sequence[str] | None = None, **values: Any) -> bool:
+    def _set(
+        self,
+        release_id: int,
+        expect: Sequence[str] | None = None,
+        *,
+        mine: bool = False,
+        **values: Any,
+    ) -> bool:
+        """A compare-and-set: only from the states in `expect`, and with `mine`, only while
+        the row is this process's running deploy. True when the row was changed."""
         with session_scope(self.db) as session:
             statement = update(Release).where(col(Release.id) == release_id)
             if expect is not None:
                 statement = statement.where(col(Release.state).in_(expect))
+            if mine:
+                statement = statement.where(
+                    col(Release.state) == "running", col(Release.instance_id) == self.instance
+                )
             result = session.execute(statement.values(**values))
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _aset(
+        self,
+        release_id: int,
+        expect: Sequence[str] | None = None,
+        *,
+        mine: bool = False,
+        **values: Any,
+    ) -> bool:
+        """`_set` off the event loop: a busy database must not stall lease refreshes."""
+        return await asyncio.to_thread(
+            functools.partial(self._set, release_id, expect, mine=mine, **values)
+        )
 
     def attach_thread(self, release_id: int, thread_id: str, message_id: str) -> None:
         self._set(release_id, thread_id=thread_id, message_id=message_id)
 
+    def abandon(self, release_id: int, reason: str) -> bool:
+        """The claim could not be followed by the job's start (its thread could not be
+        opened…): the queued release is failed at once, so it blocks no later deploy."""
+        return self._set(
+            release_id,
+            expect=("queued",),
+            state="failed",
+            error=reason[:2000],
+            finished_at=utcnow(),
+        )
+
     # --- running -----------------------------------------------------------------------
 
     async def run(self, release_id: int, plan: DeployPlan, reporter: DeployReporter) -> Release:
-        if not self._set(
+        now = utcnow()
+        if not await self._aset(
             release_id,
             expect=("queued",),
             state="running",
-            started_at=utcnow(),
-            heartbeat_at=utcnow(),
+            started_at=now,
+            heartbeat_at=now,
             instance_id=self.instance,
+            host=self.host,
         ):
-            return self.get(release_id)  # another instance took it, or it was cancelled
+            # another process took it, or the sweep failed it as never started
+            return await asyncio.to_thread(self.get, release_id)
         safe = _SafeReporter(reporter)
-        run = _Run(self.get(release_id), plan, safe)
+        run = _Run(await asyncio.to_thread(self.get, release_id), plan, safe)
         run.total = plan.machine_count
-        heartbeat = asyncio.create_task(self._heartbeat(release_id))
+        heartbeat = asyncio.create_task(self._heartbeat(run))
         refresher: asyncio.Task[None] | None = None
         # Nothing is "succeeded" until the last step said so: whatever ends the roll-out
         # early, foreseen or not, ends it failed.
@@ -294,7 +357,7 @@ class Deployer:
                 refresher.cancel()
             heartbeat.cancel()
             await self._finish(run, outcome, error, time.monotonic() - started)
-        return self.get(release_id)
+        return await asyncio.to_thread(self.get, release_id)
 
     @staticmethod
     def _describe(exc: Exception) -> str:
@@ -305,6 +368,8 @@ class Deployer:
 
     async def _after_failure(self, run: _Run) -> str:
         """Roll back (or leave, as the stage's policy says) what the roll-out changed."""
+        if run.claim_lost:
+            return "interrupted"  # the process that took the deploy over decides
         if run.plan.strategy == "bluegreen" or not run.updated:
             return "failed"
         try:
@@ -323,9 +388,11 @@ class Deployer:
             await self._release_leases(run)
         except Exception:
             log.exception("deploy %s: releasing leases failed", run.plan.app)
+        written = False
         try:
-            self._set(
+            written = await self._aset(
                 run.release.id or 0,
+                mine=True,
                 state=outcome,
                 error=error[:2000],
                 finished_at=utcnow(),
@@ -333,6 +400,23 @@ class Deployer:
             )
         except Exception:
             log.exception("deploy %s: recording the outcome failed", run.plan.app)
+        if not written:
+            current = await asyncio.to_thread(self.get, run.release.id or 0)
+            log.error(
+                "deploy %s v%s ended %s here, but the release is %s (set by another process): "
+                "left as it is",
+                run.plan.app,
+                run.release.version,
+                outcome,
+                current.state,
+            )
+            await run.reporter.step(
+                f"v{run.release.version}: another flybot process judged this deploy dead and "
+                f"marked it {current.state}; this process stopped without changing more.",
+                "error",
+            )
+            await run.reporter.flush(final=True)
+            return
         try:
             await self._finish_fly_release(run, outcome)
         except Exception:
@@ -351,10 +435,31 @@ class Deployer:
             )
         return f"v{run.release.version} {outcome.replace('_', ' ')} after {format_elapsed(elapsed)}"
 
-    async def _heartbeat(self, release_id: int) -> None:
+    async def _heartbeat(self, run: _Run) -> None:
+        """This process is alive and still owns the deploy. When the write finds the row
+        no longer ours, the roll-out stops at its next step."""
         while True:
             await asyncio.sleep(self.timing.heartbeat)
-            self._set(release_id, heartbeat_at=utcnow())
+            try:
+                ours = await self._aset(run.release.id or 0, mine=True, heartbeat_at=utcnow())
+            except Exception:
+                log.warning("deploy %s: heartbeat write failed", run.plan.app, exc_info=True)
+                continue
+            if not ours:
+                run.claim_lost = True
+                log.error(
+                    "deploy %s v%s was taken over by another process: stopping",
+                    run.plan.app,
+                    run.release.version,
+                )
+                return
+
+    def _check_claim(self, run: _Run) -> None:
+        if run.claim_lost:
+            raise DeployFailed(
+                "another flybot process judged this deploy dead (its heartbeat was late) and "
+                "took it over; this process changes nothing more"
+            )
 
     async def _create_fly_release(self, run: _Run) -> None:
         try:
@@ -370,7 +475,7 @@ class Deployer:
             )
             return
         run.release.fly_release_id = fly_release.id or ""
-        self._set(run.release.id or 0, fly_release_id=run.release.fly_release_id)
+        await self._aset(run.release.id or 0, mine=True, fly_release_id=run.release.fly_release_id)
 
     async def _finish_fly_release(self, run: _Run, outcome: str) -> None:
         if not run.release.fly_release_id:
@@ -402,7 +507,7 @@ class Deployer:
             await settle(take(m) for m in machines)
         finally:
             # Recorded even on failure, so whatever was taken is released (or recovered).
-            self._set(run.release.id or 0, leases_json=json.dumps(run.nonces))
+            await self._aset(run.release.id or 0, mine=True, leases_json=json.dumps(run.nonces))
 
     async def _refresh_leases(self, run: _Run) -> None:
         while True:
@@ -435,6 +540,7 @@ class Deployer:
         return config
 
     async def _update(self, run: _Run, group: GroupPlan, machine: Machine) -> Machine:
+        self._check_claim(run)
         old = machine.config.to_json() if machine.config else {}
         updated = await self.fly.update_machine(
             run.plan.app,
@@ -455,6 +561,7 @@ class Deployer:
         *,
         hidden: bool = False,
     ) -> Machine:
+        self._check_claim(run)
         machine = await self.fly.create_machine(
             run.plan.app,
             self._config_for(run, group, clone_of),
@@ -632,6 +739,7 @@ class Deployer:
             await self._create_new(run, group)
 
     async def _destroy(self, run: _Run, machine_id: str, nonce: str | None) -> None:
+        self._check_claim(run)
         await self.fly.delete_machine(run.plan.app, machine_id, force=True, lease_nonce=nonce)
         run.nonces.pop(machine_id, None)
 
@@ -701,6 +809,8 @@ class Deployer:
         )
         failed = []
         for item in reversed(run.updated):
+            if run.claim_lost:
+                break
             try:
                 machine = await self.fly.update_machine(
                     run.plan.app,
@@ -730,28 +840,53 @@ class Deployer:
 
     # --- recovery ----------------------------------------------------------------------
 
-    async def recover(self, notify: Callable[[Release], Awaitable[None]]) -> list[Release]:
-        """Mark deploys left running by a dead process interrupted, free their leases, and
-        tell their threads. A deploy is dead when this host ran it (we restarted) or its
-        heartbeat went silent."""
-        stale = utcnow() - timedelta(seconds=self.timing.stale_after)
+    def _stale(self, cutoff: datetime) -> list[Release]:
+        last_sign = func.coalesce(col(Release.heartbeat_at), col(Release.created_at))
         with session_scope(self.db) as session:
-            candidates = list(
-                session.exec(select(Release).where(col(Release.state).in_(ACTIVE_DEPLOY_STATES)))
+            return list(
+                session.exec(
+                    select(Release).where(
+                        col(Release.state).in_(ACTIVE_DEPLOY_STATES), last_sign < cutoff
+                    )
+                )
             )
+
+    def _take_over(self, release: Release, cutoff: datetime) -> bool:
+        """The compare-and-set that makes one process, of any number sweeping at once, the
+        one that closes a dead deploy: still active, and its heartbeat still stale."""
+        last_sign = func.coalesce(col(Release.heartbeat_at), col(Release.created_at))
+        never_started = release.state == "queued"
+        with session_scope(self.db) as session:
+            result = session.execute(
+                update(Release)
+                .where(
+                    col(Release.id) == release.id,
+                    col(Release.state) == release.state,
+                    last_sign < cutoff,
+                )
+                .values(
+                    state="failed" if never_started else "interrupted",
+                    finished_at=utcnow(),
+                    leases_json="{}",
+                    error=(
+                        "flybot stopped before this deploy began; nothing was changed"
+                        if never_started
+                        else "flybot stopped in the middle of this deploy"
+                    ),
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def recover(self, notify: Callable[[Release], Awaitable[None]]) -> list[Release]:
+        """Close the deploys whose process died: a release queued or running whose heartbeat
+        is older than `stale_after` is marked interrupted (failed, when it never started),
+        its leases are freed, Fly is told, and its thread. Death is judged by the heartbeat
+        alone, whoever ran it; each dead deploy is claimed by a compare-and-set, so any
+        number of processes sweeping at once close it once."""
+        cutoff = utcnow() - timedelta(seconds=self.timing.stale_after)
         recovered = []
-        for release in candidates:
-            heartbeat = release.heartbeat_at or release.created_at
-            if release.instance_id != self.instance and heartbeat > stale:
-                continue
-            if not self._set(
-                release.id or 0,
-                expect=ACTIVE_DEPLOY_STATES,
-                state="interrupted",
-                finished_at=utcnow(),
-                leases_json="{}",
-                error="flybot stopped in the middle of this deploy",
-            ):
+        for release in await asyncio.to_thread(self._stale, cutoff):
+            if not await asyncio.to_thread(self._take_over, release, cutoff):
                 continue
             for machine_id, nonce in json.loads(release.leases_json or "{}").items():
                 with contextlib.suppress(FlyAPIError):
@@ -759,7 +894,14 @@ class Deployer:
             if release.fly_release_id:
                 with contextlib.suppress(FlyAPIError):
                     await self.fly.update_release(release.fly_release_id, "interrupted")
-            updated = self.get(release.id or 0)
-            recovered.append(updated)
-            await notify(updated)
+            closed = await asyncio.to_thread(self.get, release.id or 0)
+            recovered.append(closed)
+            try:
+                await notify(closed)
+            except Exception:
+                log.exception(
+                    "deploy %s v%s: telling its thread failed", closed.app, closed.version
+                )
         return recovered
+
+    sweep = recover

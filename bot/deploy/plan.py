@@ -203,9 +203,9 @@ async def make_plan(
         # Grants, locks and approvals are keyed on project/stage, and the catalog says which
         # app a stage is: a fly.toml pointing elsewhere must not move the deploy there.
         raise PlanError(
-            f"{stage.config_file.name} says app = \"{stage_config.app}\", but "
+            f'{stage.config_file.name} says app = "{stage_config.app}", but '
             f"{project.name}/{stage.name} is {stage.app} in flybot's catalog; nothing was "
-            f"deployed. Put app = \"{stage.app}\" back, or change the stage's app and restart "
+            f'deployed. Put app = "{stage.app}" back, or change the stage\'s app and restart '
             "flybot so the catalog (and its grants) are read again."
         )
     machines = await managed_machines(fly, stage.app)

@@ -1,4 +1,5 @@
-"""At start: what a dead process left half done is closed and its threads told."""
+"""What a dead process left half done is closed and its threads told: at start, and from the
+scheduler's sweep."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ async def recover_interrupted(services: Services) -> list[Release]:
     starting are marked failed."""
     executor = executor_id(services)  # this process before it restarted, if ids are stable
     await fail_stuck(services.engine, services.router, stale_after(services), dead=executor)
+    return await recover_deploys(services)
+
+
+async def recover_deploys(services: Services) -> list[Release]:
+    """Deploys whose process died (a heartbeat silent for the engine's `stale_after`) are
+    closed and their threads told: at start, and from the scheduler's periodic sweep, so an
+    app is never blocked until a restart. Safe on any number of instances at once."""
     if services.deployer is None:
         return []
     router = services.router
@@ -32,19 +40,22 @@ async def recover_interrupted(services: Services) -> list[Release]:
             release.thread_id or None,
         )
         title = f"🚀 {release.project}/{release.stage} v{release.version}"
-        try:
-            await router.update(thread, Reply(text="interrupted", title=title, tone="error"))
-            await router.post_in_thread(
-                thread,
-                Reply(
-                    text=f"⚠ flybot restarted in the middle of this deploy: v{release.version} "
-                    "is marked interrupted and its machine leases were released. Machines may "
-                    f"run a mix of {release.previous_image or 'the old image'} and "
-                    f"{release.image}: check `/fly status {release.project} {release.stage}` "
-                    "and deploy again.",
-                    tone="error",
-                ),
+        if release.state == "interrupted":
+            notice = (
+                f"⚠ flybot restarted in the middle of this deploy: v{release.version} "
+                "is marked interrupted and its machine leases were released. Machines may "
+                f"run a mix of {release.previous_image or 'the old image'} and "
+                f"{release.image}: check `/fly status {release.project} {release.stage}` "
+                "and deploy again."
             )
+        else:
+            notice = (
+                f"⚠ flybot stopped before v{release.version} began: nothing was changed. "
+                "Deploy again."
+            )
+        try:
+            await router.update(thread, Reply(text=release.state, title=title, tone="error"))
+            await router.post_in_thread(thread, Reply(text=notice, tone="error"))
         except NoRoute as exc:
             log.warning(
                 "deploy %s v%s: cannot tell its thread: %s", release.app, release.version, exc
@@ -52,5 +63,5 @@ async def recover_interrupted(services: Services) -> list[Release]:
 
     recovered = await services.deployer.recover(notify)
     for release in recovered:
-        log.warning("deploy %s v%s was interrupted", release.app, release.version)
+        log.warning("deploy %s v%s was %s", release.app, release.version, release.state)
     return recovered

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.runtime.recovery import recover_deploys
 from commands.approvals import sweep
 from commands.context import Services
 
@@ -23,5 +24,15 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         max_instances=1,
         coalesce=True,
     )
+    if services.deployer is not None:
+        scheduler.add_job(
+            recover_deploys,
+            "interval",
+            seconds=services.deployer.timing.sweep_every,
+            args=(services,),
+            id="deploy-sweep",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     return scheduler

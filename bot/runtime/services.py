@@ -27,7 +27,7 @@ def build_services(settings: Settings, timing: EngineTiming | None = None) -> Se
         settings=settings,
         registry=build_registry(),
         fly=fly,
-        deployer=Deployer(engine, fly, timing) if fly is not None else None,
+        deployer=Deployer(engine, fly, timing or EngineTiming.from_env()) if fly else None,
     )
 
 

@@ -179,6 +179,7 @@ class Release(SQLModel, table=True):
     message_id: str = Field(default="", max_length=100)
     leases_json: str = Field(default="{}")  # machine id -> lease nonce, while held
     instance_id: str = Field(default="", max_length=64)  # the bot process running it
+    host: str = Field(default="", max_length=64)  # the machine that process runs on
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None

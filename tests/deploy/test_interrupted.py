@@ -1,4 +1,6 @@
-"""The bot process killed in the middle of a deploy, then started again."""
+"""`flybot shell` processes on one host and one database: one killed in the middle of a
+deploy (another closes the deploy once its heartbeat is silent), and one started while
+another's deploy runs (which must leave that deploy alone)."""
 
 from __future__ import annotations
 
@@ -20,20 +22,28 @@ from tests.flyharness import NEW, fly_client, seed_stage, simulator, write_proje
 
 pytestmark = pytest.mark.timeout(90)
 
+# Fast heartbeats so a dead process is noticed in about two seconds, not thirty.
+SWEEP_ENV = {
+    "FLYBOT_DEPLOY_HEARTBEAT": "0.3",
+    "FLYBOT_DEPLOY_STALE_AFTER": "2",
+    "FLYBOT_DEPLOY_SWEEP_EVERY": "0.3",
+}
+
 
 def shell(tmp_path: Path, base_url: str, config: Path) -> subprocess.Popen[str]:
     env = {
         **os.environ,
+        **SWEEP_ENV,
         "FLYBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'flybot.db'}",
         "FLYBOT_CONFIG": str(config),
         "FLYBOT_ADMINS": "shell:local:alice",
-        "FLYBOT_INSTANCE_ID": "test-host",
         "FLY_API_TOKEN": "test-token",
         "FLY_ORG": "demo",
         "FLY_FLAPS_BASE_URL": base_url,
         "FLY_API_BASE_URL": base_url,
         "HOME": str(tmp_path),
     }
+    env.pop("FLYBOT_INSTANCE_ID", None)
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "shell", "--as", "alice"],
         stdin=subprocess.PIPE,
@@ -56,7 +66,19 @@ def release_state(tmp_path: Path) -> Release | None:
         engine.dispose()
 
 
-async def test_a_deploy_killed_midway_is_marked_interrupted_and_frees_its_leases(
+def wait_until_rolling(tmp_path: Path, sim: object, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        release = release_state(tmp_path)
+        updates = [c for c in sim.calls if c.operation == "Machines_update"]  # type: ignore[attr-defined]
+        if release is not None and release.state == "running" and updates:
+            return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"the deploy never got going: {process.communicate()}")
+
+
+async def test_a_deploy_killed_midway_is_closed_by_a_running_process_and_frees_its_leases(
     tmp_path: Path,
 ) -> None:
     slow = simulator.SimulatorTiming(start_s=1.5)
@@ -71,16 +93,7 @@ async def test_a_deploy_killed_midway_is_marked_interrupted_and_frees_its_leases
         assert first.stdin is not None
         first.stdin.write(f"deploy shop staging {NEW}\n")
         first.stdin.flush()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            release = release_state(tmp_path)
-            updates = [c for c in sim.calls if c.operation == "Machines_update"]
-            if release is not None and release.state == "running" and updates:
-                break
-            time.sleep(0.05)
-        else:
-            first.kill()
-            pytest.fail(f"the deploy never got going: {first.communicate()}")
+        wait_until_rolling(tmp_path, sim, first)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         running = release_state(tmp_path)
@@ -93,7 +106,14 @@ async def test_a_deploy_killed_midway_is_marked_interrupted_and_frees_its_leases
         ]
         assert leased, "the killed deploy held leases"
 
+        # A second process on the same host: its heartbeat sweep closes the dead deploy.
         second = shell(tmp_path, server.base_url, config)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            after = release_state(tmp_path)
+            if after is not None and after.state != "running":
+                break
+            time.sleep(0.1)
         out, err = second.communicate("releases shop staging\n", timeout=60)
         assert second.returncode == 0, err
         assert "flybot restarted in the middle of this deploy: v1 is marked interrupted" in out
@@ -103,5 +123,47 @@ async def test_a_deploy_killed_midway_is_marked_interrupted_and_frees_its_leases
         for machine in await fly.list_machines("shop-staging"):
             assert await fly.get_lease("shop-staging", machine.id) is None
         await fly.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_second_shell_on_the_same_host_leaves_a_running_deploy_alone(
+    tmp_path: Path,
+) -> None:
+    slow = simulator.SimulatorTiming(start_s=1.0)
+    sim = simulator.FlySimulator(seed=4, timing=slow)
+    server = simulator.serve_in_thread(sim, port=0)
+    try:
+        config = write_project(tmp_path)
+        fly: FlyClient = fly_client(server.base_url)
+        await seed_stage(fly, server.base_url, tmp_path / "shop" / "staging.fly.toml", "x:v1")
+        await fly.aclose()
+
+        first = shell(tmp_path, server.base_url, config)
+        assert first.stdin is not None
+        first.stdin.write(f"deploy shop staging {NEW}\n")
+        first.stdin.flush()
+        wait_until_rolling(tmp_path, sim, first)
+
+        second = shell(tmp_path, server.base_url, config)  # start-up recovery, then sweeps
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            release = release_state(tmp_path)
+            if release is not None and (not seen or seen[-1] != release.state):
+                seen.append(release.state)
+            if release is not None and release.state not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # a few more of the second's sweeps, after the end
+        out2, err2 = second.communicate("releases shop staging\n", timeout=60)
+        out1, err1 = first.communicate("", timeout=60)
+        assert first.returncode == 0 and second.returncode == 0, (err1, err2)
+        assert seen == ["running", "succeeded"], seen
+        assert "v1 succeeded in" in out1, out1
+        assert "restarted in the middle" not in out1 + out2
+        assert "v1  succeeded" in out2
+        final = release_state(tmp_path)
+        assert final is not None and final.state == "succeeded" and final.error == ""
     finally:
         server.stop()

@@ -107,7 +107,8 @@ async def test_the_restart_notice_goes_to_the_deploys_platform(tmp_path: Path) -
                     channel_id="c7",
                     thread_id="t7",
                     message_id="m7",
-                    instance_id=w.services.deployer.instance,
+                    instance_id="dead-host-1-0",
+                    heartbeat_at=utcnow() - timedelta(minutes=5),
                 )
             )
         [release] = await recover_interrupted(w.services)

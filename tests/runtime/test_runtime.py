@@ -3,8 +3,10 @@ scheduler, whatever adapters it runs; at shutdown it stops them and closes the F
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from bot.clock import utcnow
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.store.engine import session_scope
@@ -29,7 +31,7 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
     runtime = Runtime.from_settings(settings(tmp_path))
     services = runtime.services
     assert services.deployer is not None and services.fly is not None
-    with session_scope(services.engine) as session:  # left running by this host's last run
+    with session_scope(services.engine) as session:  # left running by a process now dead
         session.add(
             Release(
                 project="ping-go",
@@ -43,7 +45,8 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
                 channel_id="C1",
                 message_id="1.0",
                 thread_id="1.0",
-                instance_id=services.deployer.instance,
+                instance_id="dead-host-1-0",
+                heartbeat_at=utcnow() - timedelta(minutes=5),
             )
         )
     slack, discord = FakeAdapter("slack"), FakeAdapter("discord")
@@ -53,7 +56,7 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
     runtime.attach("discord", discord)
     await runtime.start()  # the second adapter's start changes nothing
     assert runtime.scheduler is scheduler and scheduler is not None
-    assert [job.id for job in scheduler.get_jobs()] == ["approval-sweep"]
+    assert sorted(job.id for job in scheduler.get_jobs()) == ["approval-sweep", "deploy-sweep"]
     assert [kind for kind, _, _ in slack.calls] == ["update", "thread"]  # recovered once
     assert discord.calls == []
     fly = services.fly
