@@ -53,7 +53,12 @@ async def test_a_slow_but_alive_execution_is_not_failed(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
         assert request_row(w).state == "executing"
         clock.advance(timedelta(minutes=3))  # older than any fixed window
-        await asyncio.sleep(0.6)  # a few of the executor's heartbeats (every 0.2 s here)
+        for _ in range(100):  # the executor's next heartbeat (every 0.2 s here)
+            beat = getattr(request_row(w), "heartbeat_at", None)  # main had no heartbeat
+            if beat is not None and beat >= clock.now:
+                break
+            await asyncio.sleep(0.01)
+        assert request_row(w).state == "executing", "the plan finished before the check"
         assert await fail_stuck(w.services.engine, RecordingConversation()) == []
         outcome, conversation = await click
         assert outcome.status == "ok", conversation.all_text()
