@@ -73,12 +73,12 @@ STALE_AFTER = timedelta(seconds=30)  # as the deploy engine's default: silent th
 
 
 async def fail_stuck(
-    engine: Engine, outbox: Outbox, stale_after: timedelta = STALE_AFTER, dead: str = ""
+    engine: Engine, outbox: Outbox, stale_after: timedelta = STALE_AFTER
 ) -> list[int]:
     """A request claimed for execution by a process that then died stays `executing`; once
-    its executor's heartbeat has been silent for `stale_after` (or its executor is `dead`,
-    this very process before a restart) it is failed and its thread told. A slow execution
-    whose Fly calls are still retrying keeps its heartbeat, so it is left alone."""
+    its executor's heartbeat has been silent for `stale_after` it is failed and its thread
+    told. A slow execution whose Fly calls are still retrying keeps its heartbeat, so it is
+    left alone. (As for deploys, death is judged by the heartbeat, never by the id.)"""
     cutoff = utcnow() - stale_after
     with session_scope(engine) as session:
         executing = list(
@@ -88,7 +88,7 @@ async def fail_stuck(
     reason = "flybot stopped while starting it; ask again"
     for request in executing:
         last_sign = request.heartbeat_at or request.decided_at or request.created_at
-        if last_sign > cutoff and not (dead and request.executor_id == dead):
+        if last_sign > cutoff:
             continue
         if _fail_if_still_silent(engine, request, reason):
             failed.append(request.id or 0)

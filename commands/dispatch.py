@@ -30,8 +30,9 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from bot.clock import utcnow
-from bot.deploy.engine import EngineTiming, instance_id
+from bot.deploy.engine import EngineTiming
 from bot.fly import FlyAPIError
+from bot.instance import INSTANCE_ID
 from bot.store import audit, dedupe
 from bot.store.approvals import move_request
 from bot.store.engine import session_scope
@@ -280,8 +281,8 @@ async def run_approved(
 
 
 def executor_id(services: Services) -> str:
-    """This process, as the deploy engine names it (reused, so one notion of "alive")."""
-    return services.deployer.instance if services.deployer is not None else instance_id()
+    """This process, as the deploy engine names it (one notion of "alive": bot/instance.py)."""
+    return services.deployer.instance if services.deployer is not None else INSTANCE_ID
 
 
 def heartbeat_every(services: Services) -> float:

@@ -8,7 +8,6 @@ import logging
 from bot.store.models import Release
 from commands.approvals import fail_stuck, stale_after
 from commands.context import Services
-from commands.dispatch import executor_id
 from commands.port import MessageRef, NoRoute, Reply
 
 log = logging.getLogger(__name__)
@@ -18,8 +17,7 @@ async def recover_interrupted(services: Services) -> list[Release]:
     """Deploys a dead process left running are marked interrupted, their leases freed, and
     their threads told (on the platform each thread lives on); approved requests it was
     starting are marked failed."""
-    executor = executor_id(services)  # this process before it restarted, if ids are stable
-    await fail_stuck(services.engine, services.router, stale_after(services), dead=executor)
+    await fail_stuck(services.engine, services.router, stale_after(services))
     return await recover_deploys(services)
 
 
