@@ -100,6 +100,7 @@ def fly_client(base_url: str, retry: RetryPolicy | None = None) -> FlyClient:
             timeouts=Timeouts(connect=2.0, read=5.0, write=5.0, pool=2.0, wait_margin=2.0),
             retry=retry
             or RetryPolicy(attempts=8, backoff_initial=0.01, backoff_max=0.05, budget=10.0),
+            listing_lag=0.5,
         )
     )
 

@@ -16,6 +16,7 @@ import math
 import os
 import shlex
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from sqlmodel import col, func, select
 from bot.clock import utcnow
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
 from bot.durations import format_elapsed
-from bot.fly import FlyAPIError, FlyClient, LeaseHeldError, Machine
+from bot.fly import LAUNCH_ID_KEY, FlyAPIError, FlyClient, LeaseHeldError, Machine, NotFoundError
 from bot.instance import HOST, INSTANCE_ID
 from bot.store.engine import session_scope
 from bot.store.models import ACTIVE_DEPLOY_STATES, Release
@@ -155,6 +156,103 @@ class DeployFailed(Exception):
 
 
 @dataclass
+class _Lease:
+    nonce: str
+    expires: float  # time.monotonic() when it runs out, as last granted
+    lost: str = ""  # why it can no longer be used, once it cannot
+
+
+class _Leases:
+    """A deploy's machine leases. Taken with a description no other holder uses (so a lost
+    answer is settled by reading the lease back), refreshed side by side with a budget well
+    inside the TTL, released when the deploy ends. A lease that is lost (taken over, run out)
+    stops the roll-out before its machine is touched."""
+
+    def __init__(self, fly: FlyClient | None, app: str, ttl: int, description: str) -> None:
+        self.fly = fly
+        self.app = app
+        self.ttl = ttl
+        self.description = description
+        self.held: dict[str, _Lease] = {}
+
+    @property
+    def budget(self) -> float:
+        """The most one refresh may take, retries included: a third of the TTL, so a lease
+        survives one refresh round that fails outright."""
+        return max(1.0, self.ttl / 3)
+
+    def as_json(self) -> str:
+        return json.dumps({m: lease.nonce for m, lease in self.held.items()})
+
+    async def take(self, machine_id: str) -> None:
+        assert self.fly is not None
+        asked = time.monotonic()
+        try:
+            lease = await self.fly.acquire_lease(
+                self.app, machine_id, ttl=self.ttl, description=self.description
+            )
+        except LeaseHeldError as exc:
+            raise DeployFailed(
+                f"machine {machine_id} is held by someone else's lease: {exc.message}. Nothing "
+                "was changed; try again when that work ends.",
+                machine_id,
+            ) from None
+        self.held[machine_id] = _Lease(lease.nonce or "", asked + self.ttl)
+
+    def nonce(self, machine_id: str) -> str | None:
+        """The nonce to act on the machine with (None: not leased by this deploy)."""
+        lease = self.held.get(machine_id)
+        if lease is None:
+            return None
+        if not lease.lost and time.monotonic() >= lease.expires:
+            lease.lost = "it ran out before a refresh got through"
+        if lease.lost:
+            raise DeployFailed(
+                f"lost the lease on {machine_id} ({lease.lost}); it was not touched", machine_id
+            )
+        return lease.nonce
+
+    def forget(self, machine_id: str) -> None:
+        self.held.pop(machine_id, None)
+
+    async def refresh_forever(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await asyncio.gather(
+                *(self._refresh(m, lease) for m, lease in list(self.held.items()) if not lease.lost)
+            )
+
+    async def _refresh(self, machine_id: str, lease: _Lease) -> None:
+        assert self.fly is not None
+        asked = time.monotonic()
+        try:
+            await self.fly.refresh_lease(
+                self.app, machine_id, lease.nonce, ttl=self.ttl, budget=self.budget
+            )
+        except (LeaseHeldError, NotFoundError) as exc:
+            lease.lost = f"it was taken or cleared: {exc.message}"
+            log.warning("deploy %s: lost the lease on %s: %s", self.app, machine_id, exc)
+            return
+        except FlyAPIError as exc:
+            log.warning("lease refresh of %s failed: %s", machine_id, exc)
+            if time.monotonic() >= lease.expires:
+                lease.lost = "it ran out before a refresh got through"
+            return
+        lease.expires = asked + self.ttl
+
+    async def release_all(self) -> None:
+        assert self.fly is not None
+        fly = self.fly
+
+        async def release(machine_id: str, nonce: str) -> None:
+            with contextlib.suppress(FlyAPIError):
+                await fly.release_lease(self.app, machine_id, nonce)
+
+        held, self.held = self.held, {}
+        await asyncio.gather(*(release(m, lease.nonce) for m, lease in held.items()))
+
+
+@dataclass
 class _Updated:
     machine_id: str
     old_config: dict[str, Any]
@@ -167,7 +265,8 @@ class _Run:
     release: Release
     plan: DeployPlan
     reporter: DeployReporter
-    nonces: dict[str, str] = field(default_factory=dict)
+    leases: _Leases = field(default_factory=lambda: _Leases(None, "", 0, ""))
+    launches: dict[str, str] = field(default_factory=dict)  # launch id -> machine id made
     updated: list[_Updated] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     done: int = 0
@@ -323,6 +422,8 @@ class Deployer:
             return await asyncio.to_thread(self.get, release_id)
         safe = _SafeReporter(reporter)
         run = _Run(await asyncio.to_thread(self.get, release_id), plan, safe)
+        run.leases = _Leases(self.fly, plan.app, self.timing.lease_ttl, "")
+        run.leases.description = self._lease_description(run)
         run.total = plan.machine_count
         heartbeat = asyncio.create_task(self._heartbeat(run))
         refresher: asyncio.Task[None] | None = None
@@ -344,6 +445,7 @@ class Deployer:
             }[plan.strategy]
             await strategy(run)
             await self._destroy_removed(run)
+            await self._reap_duplicates(run)
             outcome = "succeeded"
         except asyncio.CancelledError:
             outcome, error = "interrupted", "the deploy was cancelled"
@@ -370,6 +472,12 @@ class Deployer:
         """Roll back (or leave, as the stage's policy says) what the roll-out changed."""
         if run.claim_lost:
             return "interrupted"  # the process that took the deploy over decides
+        try:
+            await self._reap_duplicates(run)
+        except Exception:
+            log.warning(
+                "deploy %s: removing duplicate machines failed", run.plan.app, exc_info=True
+            )
         if run.plan.strategy == "bluegreen" or not run.updated:
             return "failed"
         try:
@@ -486,47 +594,26 @@ class Deployer:
 
     # --- leases ------------------------------------------------------------------------
 
+    def _lease_description(self, run: _Run) -> str:
+        """Unique to this deploy: read back after a lost answer, it tells our lease apart."""
+        return (
+            f"flybot: deploying {run.plan.app} v{run.release.version} "
+            f"(release {run.release.id}, {self.instance})"
+        )
+
     async def _lease_all(self, run: _Run) -> None:
         machines = [m for g in run.plan.groups for m in g.update] + list(run.plan.destroy)
-        description = f"flybot: deploying {run.plan.app} v{run.release.version}"
-
-        async def take(machine: Machine) -> None:
-            try:
-                lease = await self.fly.acquire_lease(
-                    run.plan.app, machine.id, ttl=self.timing.lease_ttl, description=description
-                )
-            except LeaseHeldError as exc:
-                raise DeployFailed(
-                    f"machine {machine.id} is leased by someone else ({exc.message}); try "
-                    "again when their work ends.",
-                    machine.id,
-                ) from None
-            run.nonces[machine.id] = lease.nonce or ""
-
         try:
-            await settle(take(m) for m in machines)
+            await settle(run.leases.take(m.id) for m in machines)
         finally:
             # Recorded even on failure, so whatever was taken is released (or recovered).
-            await self._aset(run.release.id or 0, mine=True, leases_json=json.dumps(run.nonces))
+            await self._aset(run.release.id or 0, mine=True, leases_json=run.leases.as_json())
 
     async def _refresh_leases(self, run: _Run) -> None:
-        while True:
-            await asyncio.sleep(self.timing.lease_refresh)
-            for machine_id, nonce in list(run.nonces.items()):
-                try:
-                    await self.fly.refresh_lease(
-                        run.plan.app, machine_id, nonce, ttl=self.timing.lease_ttl
-                    )
-                except FlyAPIError as exc:
-                    log.warning("lease refresh of %s failed: %s", machine_id, exc)
+        await run.leases.refresh_forever(self.timing.lease_refresh)
 
     async def _release_leases(self, run: _Run) -> None:
-        async def release(machine_id: str, nonce: str) -> None:
-            with contextlib.suppress(FlyAPIError):
-                await self.fly.release_lease(run.plan.app, machine_id, nonce)
-
-        await asyncio.gather(*(release(m, n) for m, n in list(run.nonces.items())))
-        run.nonces.clear()
+        await run.leases.release_all()
 
     # --- machine steps -----------------------------------------------------------------
 
@@ -546,7 +633,8 @@ class Deployer:
             run.plan.app,
             machine.id,
             self._config_for(run, group, machine),
-            lease_nonce=run.nonces.get(machine.id),
+            current_version=machine.current_version,
+            lease_nonce=run.leases.nonce(machine.id),
             skip_launch=True if machine.state == "stopped" else None,
         )
         run.updated.append(_Updated(machine.id, old, old.get("image", ""), machine.region or ""))
@@ -562,14 +650,37 @@ class Deployer:
         hidden: bool = False,
     ) -> Machine:
         self._check_claim(run)
+        launch_id = uuid.uuid4().hex
         machine = await self.fly.create_machine(
             run.plan.app,
             self._config_for(run, group, clone_of),
             region=region,
             skip_service_registration=True if hidden else None,
+            launch_id=launch_id,
         )
         run.created.append(machine.id)
+        run.launches[launch_id] = machine.id
         return machine
+
+    async def _reap_duplicates(self, run: _Run) -> None:
+        """A create the client had to send again (its first answer lost, and Fly's listing
+        slower than the client would wait) may have made two machines: keep the one the
+        deploy used, destroy the other."""
+        uncertain = set(run.launches) & self.fly.uncertain_launches
+        if not uncertain:
+            return
+        for machine in await self.fly.list_machines(run.plan.app):
+            launch = machine.metadata.get(LAUNCH_ID_KEY, "")
+            if launch in uncertain and machine.id != run.launches[launch]:
+                if machine.state in ("destroying", "destroyed"):
+                    continue
+                await self.fly.delete_machine(run.plan.app, machine.id, force=True)
+                await run.reporter.step(
+                    f"{machine.id} destroyed: a second copy of {run.launches[launch]}, made "
+                    "when Fly's answer to a create was lost",
+                    "warning",
+                )
+        self.fly.uncertain_launches -= uncertain
 
     async def _wait_healthy(self, run: _Run, machine: Machine, *, checks: bool = True) -> None:
         """Wait for `started` at the new version, then for every check to pass."""
@@ -730,7 +841,7 @@ class Deployer:
             await self.fly.uncordon_machine(run.plan.app, green.id)
         await run.reporter.step("✓ greens are healthy and take traffic; retiring the blues")
         for _, blue, green in greens:
-            nonce = run.nonces.get(blue.id)
+            nonce = run.leases.nonce(blue.id)
             with contextlib.suppress(FlyAPIError):
                 await self.fly.cordon_machine(run.plan.app, blue.id, lease_nonce=nonce)
             await self._destroy(run, blue.id, nonce=nonce)
@@ -741,11 +852,11 @@ class Deployer:
     async def _destroy(self, run: _Run, machine_id: str, nonce: str | None) -> None:
         self._check_claim(run)
         await self.fly.delete_machine(run.plan.app, machine_id, force=True, lease_nonce=nonce)
-        run.nonces.pop(machine_id, None)
+        run.leases.forget(machine_id)
 
     async def _destroy_removed(self, run: _Run) -> None:
         for machine in run.plan.destroy:
-            await self._destroy(run, machine.id, run.nonces.get(machine.id))
+            await self._destroy(run, machine.id, run.leases.nonce(machine.id))
             await run.reporter.step(
                 f"{machine.id} destroyed (process group "
                 f"{machine.metadata.get(GROUP_KEY, 'app')} is gone)"
@@ -816,7 +927,7 @@ class Deployer:
                     run.plan.app,
                     item.machine_id,
                     item.old_config,
-                    lease_nonce=run.nonces.get(item.machine_id),
+                    lease_nonce=run.leases.nonce(item.machine_id),
                 )
                 await self.fly.wait_for_state(
                     run.plan.app,

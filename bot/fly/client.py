@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 import math
@@ -9,7 +11,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.fly.config import FlyConfig, authorization_header
 from bot.fly.errors import (
+    ConflictError,
     FlyAPIError,
     FlyTimeoutError,
     LeaseHeldError,
@@ -100,6 +103,25 @@ def _unix(value: datetime | float) -> str:
     return f"{value.timestamp() if isinstance(value, datetime) else float(value):.3f}"
 
 
+def _contains(actual: Any, sent: Any) -> bool:
+    """Whether what Fly holds carries everything that was sent (Fly may add fields)."""
+    if isinstance(sent, Mapping):
+        return isinstance(actual, Mapping) and all(
+            key in actual and _contains(actual[key], value) for key, value in sent.items()
+        )
+    if isinstance(sent, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(sent)
+            and all(_contains(a, b) for a, b in zip(actual, sent, strict=True))
+        )
+    if isinstance(sent, bool) or isinstance(actual, bool):
+        return actual is sent
+    if isinstance(sent, int | float) and isinstance(actual, int | float):
+        return float(actual) == float(sent)
+    return bool(actual == sent)
+
+
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -120,6 +142,9 @@ class FlyClient:
             headers={"User-Agent": config.user_agent, "Accept": "application/json"},
             follow_redirects=False,
         )
+        # Launch ids of creates that were sent again after an ambiguous failure with no
+        # machine found: a duplicate may show up once Fly's listing catches up.
+        self.uncertain_launches: set[str] = set()
 
     @classmethod
     def from_env(
@@ -415,6 +440,7 @@ class FlyClient:
                 existing = await self._find_launched(app, launch_id, exc, remaining)
                 if existing is not None:
                     return existing
+                self.uncertain_launches.add(launch_id)
                 raise
             return self._parse(resp, Machine, self._json("POST", resp))
 
@@ -423,31 +449,42 @@ class FlyClient:
     async def _find_launched(
         self, app: str, launch_id: str, cause: FlyAPIError, budget: float
     ) -> Machine | None:
-        try:
-            resp = await self._call(
-                "GET",
-                self._machines_url(app),
-                params={f"metadata.{LAUNCH_ID_KEY}": launch_id},
-                budget=max(budget, 0.5),
-            )
-        except FlyAPIError as exc:
-            # Unknown whether the create happened: resending could make a second machine.
-            raise FlyAPIError(
-                f"machine create may have succeeded (launch id {launch_id}) but checking "
-                f"failed: {exc.message}",
-                method=cause.method,
-                path=cause.path,
-                status=cause.status,
-                request_id=cause.request_id,
-            ) from exc
-        for item in self._json("GET", resp) or []:
-            machine = self._parse(resp, Machine, item)
-            if machine.metadata.get(LAUNCH_ID_KEY) == launch_id:
-                log.info(
-                    "machine create answered %s but %s exists: using it", cause.status, machine.id
+        """The machine an ambiguous create made, if any. Fly's listing lags behind a create,
+        so one look is not enough: it looks again until `config.listing_lag` has passed."""
+        deadline = time.monotonic() + self.config.listing_lag
+        pause = min(0.1, self.config.listing_lag / 4 or 0.1)
+        while True:
+            try:
+                resp = await self._call(
+                    "GET",
+                    self._machines_url(app),
+                    params={f"metadata.{LAUNCH_ID_KEY}": launch_id},
+                    budget=max(budget, 0.5),
                 )
-                return machine
-        return None
+            except FlyAPIError as exc:
+                # Unknown whether the create happened: resending could make a second machine.
+                raise FlyAPIError(
+                    f"machine create may have succeeded (launch id {launch_id}) but checking "
+                    f"failed: {exc.message}",
+                    method=cause.method,
+                    path=cause.path,
+                    status=cause.status,
+                    request_id=cause.request_id,
+                ) from exc
+            for item in self._json("GET", resp) or []:
+                machine = self._parse(resp, Machine, item)
+                if machine.metadata.get(LAUNCH_ID_KEY) == launch_id:
+                    log.info(
+                        "machine create answered %s but %s exists: using it",
+                        cause.status,
+                        machine.id,
+                    )
+                    return machine
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.sleep(min(pause, left))  # the last look is at the deadline itself
+            pause = min(pause * 2, 0.5)
 
     async def update_machine(
         self,
@@ -462,32 +499,93 @@ class FlyClient:
         skip_service_registration: bool | None = None,
     ) -> Machine:
         """Replace the machine's WHOLE config (Fly has no partial update). With
-        `current_version`, Fly answers 409 if the machine changed meanwhile; such an update is
-        then not resent after an ambiguous failure (the resend would 409 on our own change)."""
+        `current_version`, Fly answers 409 if the machine changed meanwhile.
+
+        An update is not sent twice blindly: after an ambiguous failure (the answer was lost)
+        the machine is read back, and if it already carries the config sent (and, with
+        `current_version`, a newer version) that is the answer; if it is unchanged the update
+        is sent again; if someone else changed it, ConflictError."""
+        sent = _config_json(config)
         body = _drop_none(
             {
-                "config": _config_json(config),
+                "config": sent,
                 "current_version": current_version,
                 "min_secrets_version": min_secrets_version,
                 "skip_launch": skip_launch,
                 "skip_service_registration": skip_service_registration,
             }
         )
-        resp = await self._call(
-            "POST",
-            self._machines_url(app, machine_id),
-            json=body,
-            headers=self._nonce(lease_nonce),
-            idempotent=current_version is None,
+        url = self._machines_url(app, machine_id)
+        headers = self._nonce(lease_nonce)
+        uncertain = False
+
+        async def attempt(remaining: float) -> Machine:
+            nonlocal uncertain
+            try:
+                resp = await self._send_once("POST", url, json=body, headers=headers, cap=remaining)
+            except ConflictError as exc:
+                if not uncertain or isinstance(exc, LeaseHeldError):
+                    raise
+                applied = await self._applied_update(app, machine_id, sent, current_version)
+                if applied is None:
+                    raise
+                return applied
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                uncertain = True
+                applied = await self._applied_update(app, machine_id, sent, current_version)
+                if applied is not None:
+                    return applied
+                raise
+            return self._parse(resp, Machine, self._json("POST", resp))
+
+        return await with_retries(attempt, self.config.retry, retry_if=is_transient)
+
+    async def _applied_update(
+        self, app: str, machine_id: str, sent: Mapping[str, Any], current_version: str | None
+    ) -> Machine | None:
+        """After a lost answer: the machine if the update took effect, None if it did not;
+        ConflictError when the machine changed in another way meanwhile."""
+        try:
+            machine = await self.get_machine(app, machine_id)
+        except FlyAPIError:
+            return None  # unknown: the resend settles it (409 on our own change is handled)
+        carries = machine.config is not None and _contains(machine.config.to_json(), sent)
+        if current_version is None:
+            return machine if carries else None
+        if machine.current_version == current_version:
+            return None
+        if carries:
+            return machine
+        raise ConflictError(
+            f"machine {machine_id} changed meanwhile (version {current_version} → "
+            f"{machine.current_version}), not by this update",
+            method="POST",
+            path=httpx.URL(self._machines_url(app, machine_id)).path,
+            status=409,
         )
-        return self._parse(resp, Machine, self._json("POST", resp))
 
     async def start_machine(
         self, app: str, machine_id: str, *, lease_nonce: str | None = None
     ) -> None:
-        await self._call(
-            "POST", self._machines_url(app, machine_id, "start"), headers=self._nonce(lease_nonce)
-        )
+        """Start it. After a lost answer the machine is read back: already starting or
+        started means the start took, so it is not sent again."""
+        url = self._machines_url(app, machine_id, "start")
+
+        async def attempt(remaining: float) -> None:
+            try:
+                await self._send_once("POST", url, headers=self._nonce(lease_nonce), cap=remaining)
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                with contextlib.suppress(FlyAPIError):
+                    machine = await self.get_machine(app, machine_id)
+                    if machine.state in ("starting", "started"):
+                        return
+                raise
+
+        await with_retries(attempt, self.config.retry, retry_if=is_transient)
 
     async def stop_machine(
         self,
@@ -498,6 +596,7 @@ class FlyClient:
         timeout: str | None = None,
         lease_nonce: str | None = None,
     ) -> None:
+        # Stopping a stopping or stopped machine succeeds: resent freely.
         body = _drop_none({"signal": signal, "timeout": timeout})
         await self._call(
             "POST",
@@ -515,27 +614,60 @@ class FlyClient:
         timeout: str | None = None,
         lease_nonce: str | None = None,
     ) -> None:
-        await self._call(
-            "POST",
-            self._machines_url(app, machine_id, "restart"),
-            params={"signal": signal, "timeout": timeout},
-            headers=self._nonce(lease_nonce),
-        )
+        """Restart it once. The newest event is noted first (one extra call), so after a lost
+        answer a restart event newer than it, by Fly's own clock, shows the restart took."""
+        before = await self.list_events(app, machine_id, limit=1)
+        since = max((e.timestamp or 0 for e in before), default=0)
+        url = self._machines_url(app, machine_id, "restart")
+        params = {"signal": signal, "timeout": timeout}
+
+        async def attempt(remaining: float) -> None:
+            try:
+                await self._send_once(
+                    "POST", url, params=params, headers=self._nonce(lease_nonce), cap=remaining
+                )
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                with contextlib.suppress(FlyAPIError):
+                    events = await self.list_events(app, machine_id, limit=10)
+                    if any(e.type == "restart" and (e.timestamp or 0) > since for e in events):
+                        return
+                raise
+
+        await with_retries(attempt, self.config.retry, retry_if=is_transient)
 
     async def delete_machine(
         self, app: str, machine_id: str, *, force: bool = False, lease_nonce: str | None = None
     ) -> None:
-        """Destroy a machine. Fly destroys asynchronously: wait for `destroyed` if it matters."""
-        await self._call(
-            "DELETE",
-            self._machines_url(app, machine_id),
-            params={"force": "true" if force else None},
-            headers=self._nonce(lease_nonce),
-        )
+        """Destroy a machine. Fly destroys asynchronously: wait for `destroyed` if it matters.
+        Resending is safe; a 404 after a lost answer means the first try did it."""
+        url = self._machines_url(app, machine_id)
+        uncertain = False
+
+        async def attempt(remaining: float) -> None:
+            nonlocal uncertain
+            try:
+                await self._send_once(
+                    "DELETE",
+                    url,
+                    params={"force": "true" if force else None},
+                    headers=self._nonce(lease_nonce),
+                    cap=remaining,
+                )
+            except NotFoundError:
+                if not uncertain:
+                    raise
+            except FlyAPIError as exc:
+                uncertain = uncertain or is_ambiguous(exc)
+                raise
+
+        await with_retries(attempt, self.config.retry, retry_if=is_transient)
 
     async def cordon_machine(
         self, app: str, machine_id: str, *, lease_nonce: str | None = None
     ) -> None:
+        """Take it out of the proxy's rotation. Cordoning twice is a no-op: resent freely."""
         await self._call(
             "POST", self._machines_url(app, machine_id, "cordon"), headers=self._nonce(lease_nonce)
         )
@@ -612,30 +744,112 @@ class FlyClient:
         return self._parse(resp, Lease, body)
 
     async def acquire_lease(
-        self, app: str, machine_id: str, *, ttl: int = 13, description: str | None = None
+        self,
+        app: str,
+        machine_id: str,
+        *,
+        ttl: int = 13,
+        description: str | None = None,
+        budget: float | None = None,
     ) -> Lease:
-        """Take the machine's lease; LeaseHeldError when someone else holds it."""
-        resp = await self._call(
-            "POST",
-            self._machines_url(app, machine_id, "lease"),
-            json=_drop_none({"ttl": ttl, "description": description}),
-            idempotent=False,  # a resend after an applied first try would 409 on our own lease
-        )
-        return self._lease(resp)
+        """Take the machine's lease; LeaseHeldError naming the holder when someone else
+        holds it.
 
-    async def refresh_lease(self, app: str, machine_id: str, nonce: str, *, ttl: int = 13) -> Lease:
+        Give a `description` no other holder uses: then an ambiguous failure (the lease may
+        have been granted and the answer lost) is settled by reading the lease back: ours is
+        adopted, none means ask again, another holder's is a LeaseHeldError. Without one, an
+        ambiguous failure is not retried (a resend would 409 on our own lease)."""
+        url = self._machines_url(app, machine_id, "lease")
+        body = _drop_none({"ttl": ttl, "description": description})
+        policy = self.config.retry if budget is None else replace(self.config.retry, budget=budget)
+        uncertain = False
+
+        async def attempt(remaining: float) -> Lease:
+            nonlocal uncertain
+            try:
+                resp = await self._send_once("POST", url, json=body, cap=remaining)
+            except LeaseHeldError as exc:
+                held = await self._lease_or_none(app, machine_id, remaining)
+                if uncertain and held is not None and held.description == description:
+                    return held  # our own lease, granted by a try whose answer was lost
+                raise self._held(exc, held) from None
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                if description is None:
+                    raise FlyAPIError(
+                        f"the lease may have been granted (no answer: {exc.message})",
+                        method=exc.method,
+                        path=exc.path,
+                        status=exc.status,
+                        request_id=exc.request_id,
+                    ) from exc
+                uncertain = True
+                held = await self._lease_or_none(app, machine_id, remaining)
+                if held is not None and held.description == description:
+                    return held
+                if held is not None and (held.nonce or held.owner):
+                    raise self._held(exc, held) from None
+                raise
+            return self._lease(resp)
+
+        return await with_retries(attempt, policy, retry_if=is_transient)
+
+    async def _lease_or_none(self, app: str, machine_id: str, budget: float) -> Lease | None:
+        try:
+            resp = await self._call(
+                "GET", self._machines_url(app, machine_id, "lease"), budget=max(budget, 0.5)
+            )
+        except NotFoundError:
+            return None
+        except FlyAPIError:
+            return None  # unknown; the caller's resend and its 409 settle it
+        lease = self._lease(resp)
+        return lease if lease.nonce or lease.owner else None
+
+    @staticmethod
+    def _held(cause: FlyAPIError, lease: Lease | None) -> LeaseHeldError:
+        if lease is None:
+            return (
+                cause
+                if isinstance(cause, LeaseHeldError)
+                else LeaseHeldError(cause.message, method=cause.method, path=cause.path, status=409)
+            )
+        until = ""
+        if isinstance(lease.expires_at, int):
+            until = f" until {datetime.fromtimestamp(lease.expires_at, UTC):%H:%M:%S} UTC"
+        error = LeaseHeldError(
+            f"leased by {lease.owner or 'someone'} ({lease.description or 'no description'})"
+            + until,
+            method=cause.method,
+            path=cause.path,
+            status=409,
+            request_id=cause.request_id,
+        )
+        error.holder = lease
+        return error
+
+    async def refresh_lease(
+        self, app: str, machine_id: str, nonce: str, *, ttl: int = 13, budget: float | None = None
+    ) -> Lease:
+        """Extend our lease. `budget` bounds the whole call, retries and reads included: a
+        refresh that answers after the lease ran out is no use."""
         resp = await self._call(
             "POST",
             self._machines_url(app, machine_id, "lease"),
             json={"ttl": ttl},
             headers=self._nonce(nonce),
+            read_timeout=budget,
+            budget=budget,
         )
         return self._lease(resp)
 
     async def release_lease(self, app: str, machine_id: str, nonce: str) -> None:
-        await self._call(
-            "DELETE", self._machines_url(app, machine_id, "lease"), headers=self._nonce(nonce)
-        )
+        """Let it go. A lease (or machine) already gone is what was wanted."""
+        with contextlib.suppress(NotFoundError):
+            await self._call(
+                "DELETE", self._machines_url(app, machine_id, "lease"), headers=self._nonce(nonce)
+            )
 
     async def get_lease(self, app: str, machine_id: str) -> Lease | None:
         """The current lease, or None when the machine is not leased."""
@@ -684,11 +898,47 @@ class FlyClient:
 
     async def set_secrets(self, app: str, values: Mapping[str, str | None]) -> SecretsSetResult:
         """Set (str) and unset (None) secrets in one call. Pass the returned `version` as
-        `min_secrets_version` on the next machine create/update so machines see them."""
-        resp = await self._call(
-            "POST", self._app_url(app, "secrets"), json={"values": dict(values)}
-        )
-        return self._parse(resp, SecretsSetResult, self._json("POST", resp))
+        `min_secrets_version` on the next machine create/update so machines see them.
+
+        The names' digests are read first (one extra call): after a lost answer, digests
+        that all moved as asked show the set took (it is not sent again); none moved means
+        send again (setting a value equal to the old one is harmless to repeat); some moved
+        is reported, never resent."""
+        before = {s.name: s.digest for s in await self.list_secrets(app)}
+        url = self._app_url(app, "secrets")
+
+        async def attempt(remaining: float) -> SecretsSetResult:
+            try:
+                resp = await self._send_once(
+                    "POST", url, json={"values": dict(values)}, cap=remaining
+                )
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                try:
+                    after = {s.name: s.digest for s in await self.list_secrets(app)}
+                except FlyAPIError:
+                    raise exc from None
+                moved = {
+                    name
+                    for name, value in values.items()
+                    if (name not in after if value is None else after.get(name) != before.get(name))
+                }
+                if moved == set(values):
+                    return SecretsSetResult(secrets=[], version=None)
+                if moved:
+                    raise FlyAPIError(
+                        f"secrets {', '.join(sorted(moved))} changed but not "
+                        f"{', '.join(sorted(set(values) - moved))}: check them before retrying",
+                        method=exc.method,
+                        path=exc.path,
+                        status=exc.status,
+                        request_id=exc.request_id,
+                    ) from exc
+                raise
+            return self._parse(resp, SecretsSetResult, self._json("POST", resp))
+
+        return await with_retries(attempt, self.config.retry, retry_if=is_transient)
 
     async def unset_secrets(self, app: str, names: Iterable[str]) -> SecretsSetResult:
         return await self.set_secrets(app, dict.fromkeys(names))

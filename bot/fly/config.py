@@ -82,6 +82,9 @@ class FlyConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = "flybot"
+    # How long Fly's machine listing may lag behind a create: after an ambiguous create the
+    # client looks for its launch id this long before concluding no machine was made.
+    listing_lag: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))

@@ -65,7 +65,10 @@ class ConflictError(FlyAPIError):
 
 
 class LeaseHeldError(ConflictError):
-    """409 on a lease operation, or a leased machine changed without its nonce."""
+    """409 on a lease operation, or a leased machine changed without its nonce. `holder` is
+    the lease as read back (owner, description, expiry) when the client could read it."""
+
+    holder: object = None
 
 
 class PreconditionFailedError(FlyAPIError):

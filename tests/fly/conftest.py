@@ -40,6 +40,7 @@ def client_for(
         api_base_url=base_url,
         timeouts=timeouts,
         retry=retry,
+        listing_lag=0.5,  # the simulator's listing lags only when a test says so
     )
     return FlyClient(config, transport=transport)
 

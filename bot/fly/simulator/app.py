@@ -68,9 +68,11 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         if not _authorized(sim, request.headers.get("Authorization")):
             raise SimError(401, "You must be authenticated to view this.")
         with sim.lock:
-            decision = sim.faults.decide(operation)
+            decision = sim.faults.decide(operation, request.match_info.get("machine_id"))
         fault = decision.label
         await sim.sleep(decision.latency)
+        if decision.applied:
+            await _answer(request, handler)  # done; the answer below is all the client sees
         if decision.hang is not None:
             await sim.sleep(decision.hang)
             raise SimError(504, FAULT_MESSAGES[504])

@@ -24,6 +24,7 @@ class SimulatorTiming:
     hang_s: float = 30.0  # a `timeout` fault without its own delay hangs this long
     wait_poll_s: float = 0.01  # how often a wait call looks at the machine
     lease_ttl_s: int = 30  # a lease request without ttl
+    list_lag_s: float = 0.0  # a new machine is missing from listings this long (Fly lags)
 
     @classmethod
     def fast(cls) -> SimulatorTiming:

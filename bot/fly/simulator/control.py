@@ -43,6 +43,8 @@ async def sim_add_fault(request: web.Request) -> web.Response:
             timeout=timeout if isinstance(timeout, bool | int | float) else None,
             retry_after=body.get("retry_after"),
             count=body.get("count"),
+            applied=float(body.get("applied", 0.0)),
+            machine_id=body.get("machine_id"),
         )
     except (TypeError, ValueError) as exc:
         raise invalid(str(exc)) from None

@@ -27,7 +27,11 @@ class Fault:
     seconds, then either hang `timeout` seconds and answer 504 without acting (`timeout`),
     answer `status` without acting (with `Retry-After: retry_after` if given), or, with
     neither, go on and serve the call normally (latency only). `count` limits how many times
-    it fires."""
+    it fires; `machine_id` limits it to calls about one machine.
+
+    `applied` is the chance that a `status` or `timeout` answer comes after the call was
+    carried out: the answer is lost, the change is made, as when Fly acts and the response
+    never reaches the client."""
 
     operation: str
     rate: float = 1.0
@@ -36,6 +40,8 @@ class Fault:
     timeout: float | None = None
     retry_after: int | None = None
     count: int | None = None
+    applied: float = 0.0
+    machine_id: str | None = None
     fired: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -48,6 +54,7 @@ class Decision:
     status: int | None = None
     retry_after: int | None = None
     hang: float | None = None
+    applied: bool = False  # act first, then give the error answer
     labels: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +73,8 @@ class FaultPlan:
             raise ValueError("rate must be between 0 and 1")
         if fault.status is not None and not 400 <= fault.status <= 599:
             raise ValueError("status must be an HTTP error status (4xx or 5xx)")
+        if not 0.0 <= fault.applied <= 1.0:
+            raise ValueError("applied must be between 0 and 1")
         self.faults.append(fault)
         return fault
 
@@ -76,21 +85,27 @@ class FaultPlan:
             operation = ALIASES.get(operation, operation)
             self.faults = [f for f in self.faults if f.operation != operation]
 
-    def decide(self, operation: str) -> Decision:
+    def decide(self, operation: str, machine_id: str | None = None) -> Decision:
         """Roll every matching fault once, in the order they were added; the first one that
         ends the call (status or timeout) wins, latencies add up."""
         decision = Decision()
         for fault in list(self.faults):
             if fault.operation not in ("*", operation):
                 continue
+            if fault.machine_id is not None and fault.machine_id != machine_id:
+                continue
             # Always draw, so whether one fault fires does not shift the others' sequence.
-            roll = self.rng.random()
+            roll, applied_roll = self.rng.random(), self.rng.random()
             if roll >= fault.rate or decision.status is not None or decision.hang is not None:
                 continue
             fault.fired += 1
             if fault.count is not None and fault.fired >= fault.count:
                 self.faults.remove(fault)
             decision.latency += fault.latency
+            if fault.timeout is not None or fault.status is not None:
+                decision.applied = applied_roll < fault.applied
+                if decision.applied:
+                    decision.labels.append("applied")
             if fault.timeout is not None:
                 decision.hang = fault.timeout
                 decision.labels.append("timeout")

@@ -70,6 +70,7 @@ class SimMachine:
     start_s: float | None = None  # per-machine start duration, overriding the timing
     secrets_version: int = 0
     destroyed_at: float | None = None
+    lapsed: list[Lease] = field(default_factory=list)  # leases that ran out while held
 
     # --- reading -----------------------------------------------------------------------
 
@@ -84,8 +85,13 @@ class SimMachine:
 
     def active_lease(self, now: float) -> Lease | None:
         if self.lease is not None and self.lease.expires_at <= now:
+            self.lapsed.append(self.lease)
             self.lease = None
         return self.lease
+
+    def lapsed_leases(self, now: float) -> list[Lease]:
+        self.active_lease(now)
+        return list(self.lapsed)
 
     def to_json(self, now: float, timing: SimulatorTiming, *, events: int = 20) -> dict[str, Any]:
         return {

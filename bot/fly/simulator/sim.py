@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 from typing import Any
 
@@ -90,12 +91,16 @@ class FlySimulator:
         timeout: bool | float | None = None,
         retry_after: int | None = None,
         count: int | None = None,
+        applied: float = 0.0,
+        machine_id: str | None = None,
     ) -> Fault:
         """Inject a fault into `operation` (an operation name as in the call log, or `*`).
         `timeout=True` hangs `timing.hang_s` seconds, a number hangs that long; then the call
         answers 504 without having acted. Latency (seconds, or `latency_ms`) is added before
-        the answer. Faults stack: each is rolled, with the simulator's seeded random source,
-        on every matching call."""
+        the answer. `applied` (0 to 1) is the chance that an error or timeout answer comes
+        after the call was carried out (a lost answer); `machine_id` limits the fault to one
+        machine. Faults stack: each is rolled, with the simulator's seeded random source, on
+        every matching call."""
         hang: float | None
         if timeout is None or timeout is False:
             hang = None
@@ -111,6 +116,8 @@ class FlySimulator:
             timeout=hang,
             retry_after=retry_after,
             count=count,
+            applied=applied,
+            machine_id=machine_id,
         )
         with self.lock:
             return self.faults.add(fault)
@@ -161,6 +168,13 @@ class FlySimulator:
                     if machine.id == key or (image and canonical(machine.image) == key):
                         machine.start_s = seconds
 
+    def set_timing(self, **changes: Any) -> SimulatorTiming:
+        """Change how long things take from now on (e.g. `list_lag_s=0.5`)."""
+        with self.lock:
+            self.timing = dataclasses.replace(self.timing, **changes)
+            self.state.timing = self.timing
+            return self.timing
+
     def advance(self, seconds: float) -> None:
         """Move the simulator's clock forward: leases expire, machines finish transitions,
         counters grow, all as if that time had passed."""
@@ -176,6 +190,18 @@ class FlySimulator:
         with self.lock:
             found, _ = self.state.list_machines(app, include_deleted=include_deleted)
             return [self.state.machine_json(m) for m in found]
+
+    def lease_lapses(self) -> list[tuple[str, str]]:
+        """(machine id, lease description) of every lease that ran out while held: its
+        holder neither refreshed nor released it in time."""
+        with self.lock:
+            self.state.advance_all()
+            return [
+                (machine.id, lease.description)
+                for app in self.state.apps.values()
+                for machine in app.machines.values()
+                for lease in machine.lapsed_leases(self.clock.now())
+            ]
 
     def machine_secrets(self, app: str, machine_id: str) -> dict[str, str]:
         """The secrets a machine would see in its environment."""

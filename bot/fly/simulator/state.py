@@ -304,9 +304,12 @@ class SimState:
         self.advance(app)
         after = _decode_cursor(cursor) if cursor else 0
         found = []
+        visible_from = self.now() - self.timing.list_lag_s
         for m in sorted(app.machines.values(), key=lambda m: m.seq):
             if m.seq <= after:
                 continue
+            if self.timing.list_lag_s and m.created_at > visible_from:
+                continue  # Fly's listing has not caught up with this create yet
             if m.state == "destroyed" and not include_deleted:
                 continue
             if region and m.region != region:
