@@ -271,6 +271,7 @@ class _Run:
     created: list[str] = field(default_factory=list)
     done: int = 0
     total: int = 0
+    fly_release_version: int | None = None  # Fly's number for this release, once recorded
     # Set when this process's heartbeat finds the row no longer ours (another process
     # judged the deploy dead): from then on nothing more is changed, and nothing written.
     claim_lost: bool = False
@@ -583,7 +584,12 @@ class Deployer:
             )
             return
         run.release.fly_release_id = fly_release.id or ""
+        run.fly_release_version = fly_release.version
         await self._aset(run.release.id or 0, mine=True, fly_release_id=run.release.fly_release_id)
+        try:
+            await self.fly.update_release(run.release.fly_release_id, "running")
+        except FlyAPIError as exc:
+            log.warning("deploy %s: Fly's release stays pending: %s", run.plan.app, exc)
 
     async def _finish_fly_release(self, run: _Run, outcome: str) -> None:
         if not run.release.fly_release_id:
@@ -621,8 +627,9 @@ class Deployer:
         config = copy.deepcopy(group.config)
         metadata = dict(machine.metadata) if machine is not None else {}
         metadata.update(config.get("metadata") or {})
+        # Fly's own release, as flyctl writes it; flybot's counter only when Fly kept none.
         metadata["fly_release_id"] = run.release.fly_release_id or f"flybot-{run.release.id}"
-        metadata["fly_release_version"] = str(run.release.version)
+        metadata["fly_release_version"] = str(run.fly_release_version or run.release.version)
         config["metadata"] = metadata
         return config
 
