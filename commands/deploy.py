@@ -12,10 +12,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from sqlmodel import col, select
 
 from bot.deploy.engine import DeployBusy, Deployer
+from bot.deploy.images import exists as image_exists
+from bot.deploy.images import pinned, without_digest
 from bot.deploy.plan import DeployPlan, PlanError, make_plan
 from bot.durations import format_elapsed
 from bot.store.engine import session_scope
@@ -225,7 +228,7 @@ async def plan_deploy(ctx: CommandContext) -> Plan:
 async def deploy(ctx: CommandContext) -> None:
     plan = deploy_plan_of(ctx)
     release = await start_deploy(ctx, plan, kind="deploy")
-    ctx.audit_note = f"release v{release.version} of {plan.image}"
+    ctx.audit_note = f"release v{release.version} of {plan.image}"  # the pinned reference
 
 
 @command(
@@ -248,7 +251,8 @@ async def releases(ctx: CommandContext) -> None:
             )
         )
     lines = tuple(
-        f"v{r.version}  {r.state:<11} {r.image}  {r.strategy}  by {r.requester_name}"
+        f"v{r.version}  {r.state:<11} {without_digest(r.image)}  {r.strategy}  "
+        f"by {r.requester_name}"
         + (f", approved by {r.approvers}" if r.approvers else "")
         + f"  {r.created_at:%Y-%m-%d %H:%M}"
         + (f"  ({r.kind})" if r.kind != "deploy" else "")
@@ -266,7 +270,9 @@ async def plan_rollback(ctx: CommandContext) -> Plan:
     assert stage_entry is not None
     deployer = deployer_of(ctx)
     target = _rollback_target(ctx, project, stage, ctx.args.get("version"))
-    if not await image_exists(deployer, stage_entry.app, target.image):
+    exact = pinned(target.image, target.image_digest) if target.image_digest else target.image
+    found = await image_exists(deployer.fly, stage_entry.app, exact)
+    if found is False:
         raise CommandError(
             f"v{target.version}'s image {target.image} no longer exists on "
             "Fly (pruned?); pick another version with /fly releases."
@@ -277,11 +283,25 @@ async def plan_rollback(ctx: CommandContext) -> Plan:
             entry,
             stage_entry,
             image=target.image,
+            image_digest=target.image_digest,
             strategy=target.strategy,
             configs=json.loads(target.config_json or "{}"),
+            verb="rollback",
         )
     except PlanError as exc:
         raise CommandError(str(exc)) from None
+    if found is None:
+        # The release table holds the image and its digest: a look-up that cannot answer
+        # is no reason to refuse, only to say so.
+        plan = replace(
+            plan,
+            notes=(
+                *plan.notes,
+                f"⚠ Could not check that {without_digest(exact)} still exists (Fly's image "
+                "look-up and the registry did not answer); rolling back to the digest "
+                f"v{target.version} ran.",
+            ),
+        )
     title = f"Rollback plan for {project}/{stage} to v{target.version}"
     return _plan(plan, title, f"Roll back to v{target.version}")
 
@@ -325,13 +345,3 @@ def _rollback_target(ctx: CommandContext, project: str, stage: str, version: int
     if len(succeeded) < 2:
         raise CommandError(f"{project}/{stage} has no earlier succeeded release to roll back to.")
     return succeeded[1]
-
-
-_IMAGE_QUERY = (
-    "query ($app: String!, $ref: String!) { app(name: $app) { image(ref: $ref) { digest } } }"
-)
-
-
-async def image_exists(deployer: Deployer, app: str, image: str) -> bool:
-    data = await deployer.fly.graphql(_IMAGE_QUERY, {"app": app, "ref": image})
-    return bool(((data.get("app") or {}).get("image") or {}).get("digest"))

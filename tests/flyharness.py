@@ -101,6 +101,7 @@ def fly_client(base_url: str, retry: RetryPolicy | None = None) -> FlyClient:
             retry=retry
             or RetryPolicy(attempts=8, backoff_initial=0.01, backoff_max=0.05, budget=10.0),
             listing_lag=0.5,
+            registry_base_url=base_url,  # the simulator is the image registry too
         )
     )
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
 from bot.clock import utcnow
+from bot.deploy.images import without_digest
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
 from bot.durations import format_elapsed
 from bot.fly import LAUNCH_ID_KEY, FlyAPIError, FlyClient, LeaseHeldError, Machine, NotFoundError
@@ -319,9 +320,9 @@ class Deployer:
                         app=plan.app,
                         version=(latest or 0) + 1,
                         kind=kind,
-                        image=plan.image,
+                        image=plan.image_name,  # the tag; with image_digest, the exact bits
                         image_digest=plan.image_digest,
-                        previous_image=plan.previous_image,
+                        previous_image=without_digest(plan.previous_image),
                         config_hash=plan.config_hash,
                         config_json=json.dumps({g.group: g.config for g in plan.groups}),
                         strategy=plan.strategy,
@@ -540,7 +541,7 @@ class Deployer:
         if outcome == "succeeded":
             return (
                 f"✓ v{run.release.version} succeeded in {format_elapsed(elapsed)}: "
-                f"{run.done}/{run.total} machines on {run.plan.image}"
+                f"{run.done}/{run.total} machines on {run.plan.image_name}"
             )
         return f"v{run.release.version} {outcome.replace('_', ' ')} after {format_elapsed(elapsed)}"
 
@@ -753,7 +754,7 @@ class Deployer:
             return
         await self._wait_healthy(run, updated)
         await self._machine_done(
-            run, f"✓ {machine.id} ({machine.region}) healthy on {run.plan.image}"
+            run, f"✓ {machine.id} ({machine.region}) healthy on {run.plan.image_name}"
         )
 
     async def _create_new(self, run: _Run, group: GroupPlan, *, wait: bool = True) -> None:
@@ -912,13 +913,13 @@ class Deployer:
         for group in run.plan.groups:
             for machine in group.update:
                 image = (
-                    run.plan.image
+                    run.plan.image_name
                     if machine.id in updated
-                    else (machine.config.image if machine.config else "?")
+                    else without_digest(machine.config.image or "?" if machine.config else "?")
                 )
                 await run.reporter.step(f"{machine.id} ({machine.region}) runs {image}")
         for machine_id in run.created:
-            await run.reporter.step(f"{machine_id} (new) runs {run.plan.image}")
+            await run.reporter.step(f"{machine_id} (new) runs {run.plan.image_name}")
 
     async def _rollback(self, run: _Run) -> str:
         await run.reporter.step(
@@ -944,7 +945,7 @@ class Deployer:
                     timeout=run.plan.wait_timeout.total_seconds(),
                 )
                 await run.reporter.step(
-                    f"↩ {item.machine_id} ({item.region}) back on {item.old_image}"
+                    f"↩ {item.machine_id} ({item.region}) back on {without_digest(item.old_image)}"
                 )
             except FlyAPIError as exc:
                 failed.append(item.machine_id)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.deploy.flytoml import StageConfig, load_stage_config
+from bot.deploy.images import ImageNotFound, pin, without_digest
 from bot.fly import FlyClient, Machine
 from bot.projects import Project, Stage
 
@@ -50,7 +51,7 @@ class DeployPlan:
     app: str
     image: str
     image_source: str  # "given", "[build] image", "promoted from dev", "current"
-    image_digest: str
+    image_digest: str  # "" only when no look-up answered on a stage that allows that
     previous_image: str
     strategy: str
     max_unavailable: float
@@ -62,6 +63,12 @@ class DeployPlan:
     config_hash: str = ""
     rollback_on_failure: bool = True
     notes: tuple[str, ...] = field(default=())
+    digest_source: str = ""  # where the digest came from (Fly's image look-up, …)
+
+    @property
+    def image_name(self) -> str:
+        """The image as people read it: the tag, without the digest it is pinned to."""
+        return without_digest(self.image)
 
     @property
     def fingerprint(self) -> str:
@@ -74,9 +81,14 @@ class DeployPlan:
         return sum(len(g.update) + len(g.create_regions) for g in self.groups)
 
     def summary_lines(self) -> list[str]:
+        previous = without_digest(self.previous_image) or "(none)"
         lines = [
-            f"Image: {self.previous_image or '(none)'} → {self.image} ({self.image_source})"
-            + (f" {self.image_digest[:19]}" if self.image_digest else ""),
+            f"Image: {previous} → {self.image_name} ({self.image_source}), "
+            + (
+                f"pinned to {self.image_digest[:19]}… ({self.digest_source})"
+                if self.image_digest
+                else "not pinned to a digest"
+            ),
             f"Strategy: {self.strategy}"
             + (
                 f", max_unavailable {_fmt_unavailable(self.max_unavailable)}"
@@ -195,9 +207,13 @@ async def make_plan(
     image: str | None = None,
     strategy: str | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
+    image_digest: str = "",
+    verb: str = "deploy",
 ) -> DeployPlan:
     """Work out the deploy. `configs` (a past release's per-group machine configs) replaces
-    what fly.toml says, for a rollback."""
+    what fly.toml says, for a rollback; `image_digest` is the digest `image` is known to be
+    (a past release's). `verb` is what the stage's policy is asked about: a stage that
+    guards it refuses an image that cannot be pinned to a digest."""
     stage_config = load_stage_config(stage.config_file)
     if stage_config.app != stage.app:
         # Grants, locks and approvals are keyed on project/stage, and the catalog says which
@@ -211,7 +227,7 @@ async def make_plan(
     machines = await managed_machines(fly, stage.app)
     current_image, current_digest = majority_image(machines)
 
-    digest = ""
+    digest = image_digest
     if image:
         source = "given"
     elif stage_config.build_image:
@@ -232,8 +248,25 @@ async def make_plan(
             f"No image for {project.name}/{stage.name}: give one on the command "
             f"line or set [build] image in {stage.config_file.name}."
         )
-    if image == current_image and not digest:
-        digest = current_digest
+    notes: list[str] = []
+    try:
+        pin_ = await pin(fly, stage.app, image, digest)
+    except ImageNotFound as exc:
+        raise PlanError(f"{exc}; nothing was deployed.") from None
+    if not pin_.digest:
+        policy = stage.policy
+        if verb in policy.guarded and policy.approvals > 0:
+            raise PlanError(
+                f"{image} could not be pinned to a digest: {pin_.problem}. {verb} on "
+                f"{project.name}/{stage.name} needs approval, and an approval must name exact "
+                "bits, so nothing was deployed: try again, or give the image by digest "
+                "(repo@sha256:…)."
+            )
+        notes.append(
+            f"⚠ {image} is deployed by tag, not pinned: {pin_.problem}. A push of that tag "
+            "meanwhile would change what runs."
+        )
+    image, digest = pin_.image, pin_.digest
 
     chosen = strategy or stage_config.deploy.strategy
     if chosen not in STRATEGIES:
@@ -252,7 +285,6 @@ async def make_plan(
         for group, config in wanted.items()
     )
     destroy = tuple(m for g, ms in sorted(by_group.items()) if g not in wanted for m in ms)
-    notes: list[str] = []
     if chosen == "bluegreen" and not all(g.has_checks for g in groups if g.update):
         raise PlanError(
             "bluegreen needs a health check on every process group it updates; "
@@ -267,6 +299,7 @@ async def make_plan(
         image=image,
         image_source=source,
         image_digest=digest,
+        digest_source=pin_.source,
         previous_image=current_image,
         strategy=chosen,
         max_unavailable=stage_config.deploy.max_unavailable,

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from bot.fly.config import FlyConfig, authorization_header
+from bot.fly.config import FlyConfig, authorization_header, normalize_token
 from bot.fly.errors import (
     ConflictError,
     FlyAPIError,
@@ -64,6 +64,18 @@ NEXT_CURSOR_HEADER = "fly-next-cursor"
 LAUNCH_ID_KEY = "flybot_launch_id"
 # Fly blocks a wait call for at most 60 s; longer waits are a loop of calls.
 MAX_WAIT_PER_CALL = 60
+
+_IMAGE_QUERY = (
+    "query ($app: String!, $ref: String!) { app(name: $app) { image(ref: $ref) { digest } } }"
+)
+_MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
 
 _CURRENT_RELEASE_QUERY = """
 query ($appName: String!) {
@@ -201,6 +213,7 @@ class FlyClient:
         read_timeout: float | None = None,
         accept: Iterable[int] = (),
         cap: float | None = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """One HTTP exchange; a non-2xx status not in `accept` becomes a FlyAPIError."""
         path = httpx.URL(url).path
@@ -213,7 +226,7 @@ class FlyClient:
                 json=json,
                 headers=dict(headers or {}),
                 timeout=timeout,
-                auth=self._auth,
+                auth=auth or self._auth,
             )
         except httpx.TimeoutException as exc:
             raise FlyTimeoutError(
@@ -276,6 +289,7 @@ class FlyClient:
         read_timeout: float | None = None,
         accept: Iterable[int] = (),
         budget: float | None = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
         """One logical call with retries. Non-idempotent calls are resent only when Fly
         surely did not act on the previous try (429, connection refused)."""
@@ -292,6 +306,7 @@ class FlyClient:
                 read_timeout=read_timeout,
                 accept=accepted,
                 cap=remaining,
+                auth=auth,
             )
 
         return await with_retries(
@@ -1025,6 +1040,41 @@ class FlyClient:
         if isinstance(body, dict):
             body = body.get("releases", body.get("data", []))
         return [self._parse(resp, Release, r) for r in body or []]
+
+    async def image_digest(self, app: str, ref: str) -> str | None:
+        """Fly's image look-up, as flyctl resolves `--image`: the digest `ref` names now, or
+        None when Fly knows no such image. FlyAPIError when the look-up itself fails."""
+        data = await self.graphql(_IMAGE_QUERY, {"app": app, "ref": ref})
+        image = (data.get("app") or {}).get("image")
+        digest = image.get("digest") if isinstance(image, dict) else None
+        return str(digest) if digest else None
+
+    async def registry_digest(self, registry: str, repository: str, reference: str) -> str | None:
+        """The registry's own answer for `repository:reference` (a tag or a digest): the
+        `Docker-Content-Digest` of its manifest, or None on 404. Fly's registry takes the
+        API token as a password; `config.registry_base_url`, when set, stands in for every
+        registry (the simulator)."""
+        base = self.config.registry_base_url or f"https://{registry}"
+        url = f"{base.rstrip('/')}/v2/{repository}/manifests/{_seg(reference)}"
+        token = normalize_token(self.config.token)
+        resp = await self._call(
+            "HEAD",
+            url,
+            headers={"Accept": _MANIFEST_TYPES},
+            accept=(404,),
+            auth=httpx.BasicAuth("x", token) if token else None,
+        )
+        if resp.status_code == 404:
+            return None
+        digest = resp.headers.get("docker-content-digest")
+        if not digest:
+            raise FlyAPIError(
+                "the registry answered without a Docker-Content-Digest",
+                method="HEAD",
+                path=httpx.URL(url).path,
+                status=resp.status_code,
+            )
+        return digest
 
     async def current_release(self, app: str) -> Release | None:
         data = await self.graphql(_CURRENT_RELEASE_QUERY, {"appName": app})

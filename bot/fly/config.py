@@ -85,6 +85,8 @@ class FlyConfig:
     # How long Fly's machine listing may lag behind a create: after an ambiguous create the
     # client looks for its launch id this long before concluding no machine was made.
     listing_lag: float = 2.0
+    # Where image registries are reached for digest look-ups; None: each at its own host.
+    registry_base_url: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", normalize_token(self.token))

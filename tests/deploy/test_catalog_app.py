@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.deploy.test_engine import deploy, releases
+from tests.deploy.test_engine import deploy, releases, writes
 from tests.flyharness import NEW, OLD, world
 
 
@@ -22,6 +22,6 @@ async def test_a_fly_toml_naming_another_app_is_refused_before_anything_is_touch
         assert outcome.status == "error"
         text = conversation.all_text()
         assert "shop-prod" in text and "shop-dev" in text and "fly.toml" in text, text
-        assert [c for c in w.calls() if c.method != "GET"] == []
+        assert writes(w) == []
         assert releases(w) == []
         assert {m.config.image for m in await w.machines("shop-prod") if m.config} == {OLD}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from bot.deploy.images import without_digest
 from bot.store.engine import session_scope
 from bot.store.models import Release
 from tests.flyharness import BROKEN, CRASHLOOP, NEW, OLD, World, world
@@ -33,12 +34,22 @@ async def deploy(w: World, line: str, user: str = "alice") -> tuple[Any, Any]:
     return outcome, conversation
 
 
+def writes(w: World) -> list[Any]:
+    """The calls that could change something on Fly (GraphQL queries and HEADs do not)."""
+    return [c for c in w.calls() if c.method not in ("GET", "HEAD") and c.operation != "GraphQL"]
+
+
+def image_of(machine: Any) -> str:
+    """The image a machine runs, as people name it: a deploy pins `repo:tag@sha256:…`."""
+    return without_digest(machine.config.image) if machine.config and machine.config.image else ""
+
+
 async def all_healthy_on(w: World, image: str, app: str = "shop-staging") -> bool:
     for _ in range(200):
         machines = await w.machines(app)
         if all(
             m.config
-            and m.config.image == image
+            and image_of(m) == image
             and m.state == "started"
             and all(c.status == "passing" for c in m.checks)
             for m in machines
@@ -220,7 +231,7 @@ async def test_a_dry_run_shows_the_plan_and_changes_nothing(tmp_path: Path) -> N
         text = conversation.all_text()
         assert f"Image: {OLD} → {OLD} (promoted from dev)" in text
         assert "[web] update 4" in text and "[worker] update 2" in text
-        assert [c for c in w.calls() if c.method != "GET"] == []
+        assert writes(w) == []
         assert releases(w) == []
 
 

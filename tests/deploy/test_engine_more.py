@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.clock import FrozenClock, set_clock
-from tests.deploy.test_engine import all_healthy_on, deploy, releases
+from bot.deploy.images import without_digest
+from tests.deploy.test_engine import all_healthy_on, deploy, image_of, releases
 from tests.flyharness import BROKEN, NEW, OLD, World, seed_stage, world
 
 
@@ -60,7 +61,7 @@ async def test_new_process_groups_get_their_first_machines_in_the_primary_region
         machines = await w.machines()
         by_group: dict[str, list[str]] = {}
         for machine in machines:
-            assert machine.config and machine.config.image == NEW
+            assert image_of(machine) == NEW
             assert machine.metadata["fly_platform_version"] == "v2"
             by_group.setdefault(machine.metadata["fly_process_group"], []).append(
                 machine.region or ""
@@ -75,7 +76,7 @@ async def test_the_release_is_recorded_on_fly_and_leases_are_kept_fresh(tmp_path
         await deploy(w, f"deploy shop staging {NEW}")
         await deploy(w, f"deploy shop staging {BROKEN}")
         created = w.calls("Releases_create")
-        assert [c.body["image"] for c in created] == [NEW, BROKEN]
+        assert [without_digest(c.body["image"]) for c in created] == [NEW, BROKEN]
         statuses = [c.body["status"] for c in w.calls("Releases_update")]
         assert statuses == ["running", "complete", "running", "failed"]
         # The broken deploy waits out its 3 s timeout: its leases (TTL 5 s) were refreshed.
@@ -92,7 +93,7 @@ async def test_with_rollback_off_a_failure_leaves_the_machines_and_says_what_run
         _, conversation = await deploy(w, f"deploy shop staging {BROKEN}")
         [release] = releases(w)
         assert release.state == "failed"
-        images = [m.config.image for m in await w.machines() if m.config]
+        images = [image_of(m) for m in await w.machines()]
         assert images.count(BROKEN) == 1 and images.count(OLD) == 5
         text = conversation.all_text()
         assert f"runs {BROKEN}" in text and "left as they are" in text

@@ -11,6 +11,7 @@ from typing import Any
 
 from bot.deploy.engine import Deployer
 from bot.deploy.flytoml import load_stage_config, with_release
+from bot.deploy.images import without_digest
 from bot.deploy.plan import make_plan
 from bot.fly import FlyClient
 from bot.projects import load_catalog
@@ -102,7 +103,7 @@ async def one_seed(root: Path, seed: int) -> str:
             groups = sorted(m.metadata.get("fly_process_group", "") for m in live)
             if groups != ["cron", "web", "web", "web", "worker"]:
                 problems.append(f"machines by group: {groups}")
-            if any(m.config is None or m.config.image != NEW for m in live):
+            if any(m.config is None or without_digest(m.config.image or "") != NEW for m in live):
                 problems.append("not every machine runs the new image")
             leased = [m.id for m in live if await fly.get_lease(stage.app, m.id) is not None]
             if leased:

@@ -23,7 +23,6 @@ from bot.fly.simulator.httputil import (
     read_body,
     sim_of,
 )
-from bot.fly.simulator.images import fake_digest
 from bot.fly.simulator.sim import FlySimulator, strip_scheme
 from bot.fly.simulator.state import SimError, invalid
 
@@ -655,7 +654,8 @@ async def registry_manifest(request: web.Request) -> web.Response:
         if ref.startswith("sha256:")
         else (f"registry.fly.io/{repo}:{ref}")
     )
-    if not sim.image_exists(image):
+    digest = sim.image_digest(image)
+    if digest is None:
         body = {
             "errors": [
                 {
@@ -666,7 +666,6 @@ async def registry_manifest(request: web.Request) -> web.Response:
             ]
         }
         return json_response(body, 404) if request.method == "GET" else web.Response(status=404)
-    digest = fake_digest(image)
     headers = {
         "Docker-Content-Digest": digest,
         "Content-Type": "application/vnd.docker.distribution.manifest.v2+json",

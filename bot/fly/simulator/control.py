@@ -95,6 +95,13 @@ async def sim_prune_image(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
+async def sim_push_image(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    digest = sim.push_image(str(body.get("image") or ""), body.get("like"))
+    return json_response({"ok": True, "digest": digest})
+
+
 async def sim_start_duration(request: web.Request) -> web.Response:
     sim = sim_of(request)
     body = await read_body(request)
@@ -118,5 +125,6 @@ CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/__sim/clock", sim_clock),
     ("GET", "/__sim/images", sim_image),
     ("POST", "/__sim/images/prune", sim_prune_image),
+    ("POST", "/__sim/images/push", sim_push_image),
     ("POST", "/__sim/start_duration", sim_start_duration),
 ]

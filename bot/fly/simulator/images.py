@@ -1,8 +1,14 @@
-"""Image references: parsing, fake digests, and the traits test images carry in their tag.
+"""Image references: parsing, fake digests, the traits test images carry in their tag, and
+the registry that maps each tag to the digest it points at now.
 
 A tag containing `broken` starts but fails its health checks; `crashloop` starts, exits with
 code 1 and is restarted over and over; `missing` does not exist in the registry (and neither
-does an image pruned with `FlySimulator.prune_image`)."""
+does an image pruned with `FlySimulator.prune_image`).
+
+Traits belong to the bits, not the name: a digest keeps the traits of the tag it was first
+pushed as, so `shop@sha256:…` of a broken build is broken too, and a tag pushed again
+(`FlySimulator.push_image`) points at new bits with a new digest while machines already
+running the old digest keep running it."""
 
 from __future__ import annotations
 
@@ -75,3 +81,63 @@ def is_missing(image: str) -> bool:
 def canonical(image: str) -> str:
     name = parse_image(image)
     return f"{name.registry}/{name.repository}:{name.tag}"
+
+
+class Registry:
+    """Tags → digests, as a registry holds them. A tag not seen before gets a stable
+    digest on first look; `push` moves a tag to a new digest."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, str] = {}  # canonical repo:tag -> its digest now
+        self.bits: dict[str, str] = {}  # digest -> the tag reference whose traits it carries
+        self.pruned: set[str] = set()  # canonical tags and digests that are gone
+        self.pushes = 0
+
+    def digest_of(self, image: str) -> str | None:
+        """The digest `image` names now (its pinned digest, or its tag's), None if absent."""
+        name = parse_image(image)
+        if name.digest:
+            known = name.digest in self.bits
+            if not known and name.tag != "latest":
+                self._look(f"{name.registry}/{name.repository}:{name.tag}")
+                known = name.digest in self.bits
+            return name.digest if known and name.digest not in self.pruned else None
+        return self._look(canonical(image))
+
+    def _look(self, tag: str) -> str | None:
+        if is_missing(tag) or tag in self.pruned:
+            return None
+        digest = self.tags.get(tag)
+        if digest is None:
+            digest = fake_digest(tag)
+            self.tags[tag] = digest
+            self.bits.setdefault(digest, tag)
+        return None if digest in self.pruned else digest
+
+    def traits_of(self, image: str) -> str:
+        """The tag reference whose traits (broken, crashloop) the image's bits carry."""
+        digest = self.digest_of(image)
+        return self.bits.get(digest or "", canonical(image))
+
+    def push(self, image: str, like: str | None = None) -> str:
+        """Point the tag at new bits (with `like`'s traits, or the tag's own): the new digest."""
+        tag = canonical(image)
+        self.pushes += 1
+        digest = "sha256:" + hashlib.sha256(f"{tag}#push{self.pushes}".encode()).hexdigest()
+        self.tags[tag] = digest
+        self.bits[digest] = canonical(like) if like else tag
+        self.pruned.discard(tag)
+        return digest
+
+    def prune(self, image: str) -> None:
+        digest = self.digest_of(image)
+        self.pruned.add(canonical(image))
+        if digest:
+            self.pruned.add(digest)
+
+
+def image_ref_of(image: str, digest: str | None) -> dict[str, object]:
+    ref = image_ref(image)
+    if digest:
+        ref["digest"] = digest
+    return ref

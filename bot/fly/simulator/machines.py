@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.fly.simulator.clock import SimulatorTiming, iso, ms
 from bot.fly.simulator.ids import IdGen
-from bot.fly.simulator.images import image_ref, is_broken, is_crashloop
+from bot.fly.simulator.images import image_ref_of, is_broken, is_crashloop
 
 WAIT_STATES = frozenset({"started", "stopped", "suspended", "destroyed", "failed", "settled"})
 MAX_EVENTS = 100
@@ -71,12 +71,18 @@ class SimMachine:
     secrets_version: int = 0
     destroyed_at: float | None = None
     lapsed: list[Lease] = field(default_factory=list)  # leases that ran out while held
+    digest: str = ""  # what the image resolved to when the machine was created or updated
+    bits: str = ""  # the tag reference whose traits those bits carry (broken, crashloop)
 
     # --- reading -----------------------------------------------------------------------
 
     @property
     def image(self) -> str:
         return str(self.config.get("image") or "")
+
+    @property
+    def traits(self) -> str:
+        return self.bits or self.image
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -103,7 +109,7 @@ class SimMachine:
             "version": self.version,
             "private_ip": self.private_ip,
             "config": copy.deepcopy(self.config),
-            "image_ref": image_ref(self.image),
+            "image_ref": image_ref_of(self.image, self.digest),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at or self.created_at),
             "events": self.recent_events(events),
@@ -146,18 +152,18 @@ class SimMachine:
             return "warning", "waiting for status update", self.started_at
         since = self.started_at + timing.check_grace_s
         target = f"{self.vm_ip}:{spec.port}"
-        if is_crashloop(self.image):
+        if is_crashloop(self.traits):
             return "critical", f"dial tcp {target}: connect: connection refused", since
         if spec.type == "http":
             url = f"{spec.method} http://{target}{spec.path}"
-            if is_broken(self.image):
+            if is_broken(self.traits):
                 return (
                     "critical",
                     f'HTTP {url}: 500 Internal Server Error Output: "database unavailable"',
                     since,
                 )
             return "passing", f'HTTP {url}: 200 OK Output: "ok"', since
-        if is_broken(self.image):
+        if is_broken(self.traits):
             return "critical", f"dial tcp {target}: connect: connection refused", since
         return "passing", f"TCP connect {target}: Success", since
 
@@ -220,12 +226,12 @@ class SimMachine:
             self.event(ids, at, "start", "started", "flyd")
             if self.config.get("auto_destroy"):
                 self.schedule("task_exit", at + timing.task_s)
-            elif is_crashloop(self.image):
+            elif is_crashloop(self.traits):
                 self.schedule("crash", at + timing.crash_after_s)
         elif action == "crash":
             self._crash(at, timing, ids)
         elif action == "task_exit":
-            code = 1 if _task_fails(self.config) else 0
+            code = 1 if _task_fails(self.config, self.traits) else 0
             self._exit_event(ids, at, code, restarting=False)
             self.set_state("stopped", at)
             self.started_at = None
@@ -307,7 +313,7 @@ def _spec(name: str, check: dict[str, Any], *, default_port: int) -> CheckSpec:
     )
 
 
-def _task_fails(config: dict[str, Any]) -> bool:
+def _task_fails(config: dict[str, Any], traits: str) -> bool:
     """A run-once machine exits 1 when its image is a crashloop one or its command says so."""
     cmd = (config.get("init") or {}).get("cmd") or []
-    return is_crashloop(str(config.get("image") or "")) or any("fail" in str(c) for c in cmd)
+    return is_crashloop(traits) or any("fail" in str(c) for c in cmd)

@@ -152,7 +152,19 @@ class FlySimulator:
     def prune_image(self, image: str) -> None:
         """Make an image disappear from the registry, as Fly's pruning does."""
         with self.lock:
-            self.state.pruned_images.add(canonical(image))
+            self.state.registry.prune(image)
+
+    def push_image(self, image: str, like: str | None = None) -> str:
+        """Push the tag again: it now names new bits (with the traits of `like`, e.g. a
+        `…-broken` tag, or its own) under a new digest, which is returned. Machines already
+        running the old digest keep running it."""
+        with self.lock:
+            return self.state.registry.push(image, like)
+
+    def image_digest(self, image: str) -> str | None:
+        """The digest the registry gives `image` now (None: no such image)."""
+        with self.lock:
+            return self.state.registry.digest_of(image)
 
     def set_start_duration(
         self, seconds: float, *, machine_id: str | None = None, image: str | None = None

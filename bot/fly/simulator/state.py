@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.fly.simulator.clock import SimClock, SimulatorTiming, iso
 from bot.fly.simulator.ids import IdGen
-from bot.fly.simulator.images import canonical, fake_digest, is_missing, parse_image
+from bot.fly.simulator.images import Registry, canonical, parse_image
 from bot.fly.simulator.machines import DEFAULT_GUEST, WAIT_STATES, Lease, SimMachine
 
 # fmt: off
@@ -187,7 +187,7 @@ class SimState:
         self.orgs: dict[str, Org] = {}
         self.personal_org = personal_org
         self.apps: dict[str, SimApp] = {}
-        self.pruned_images: set[str] = set()
+        self.registry = Registry()
         self.start_overrides: dict[str, float] = {}  # image (canonical) -> start seconds
         self._seq = 0
         self.ensure_org(personal_org)
@@ -370,7 +370,15 @@ class SimState:
     def _start_s(self, machine: SimMachine) -> float | None:
         if machine.id in self.start_overrides:
             return self.start_overrides[machine.id]
-        return self.start_overrides.get(canonical(machine.image)) if machine.image else None
+        if not machine.image:
+            return None
+        found = self.start_overrides.get(canonical(machine.image))
+        return found if found is not None else self.start_overrides.get(canonical(machine.traits))
+
+    def _pull(self, machine: SimMachine) -> None:
+        """Resolve the machine's image now, as Fly does at create and update time."""
+        machine.digest = self.registry.digest_of(machine.image) or ""
+        machine.bits = self.registry.traits_of(machine.image)
 
     def create_machine(self, app_name: str, body: dict[str, Any]) -> tuple[SimMachine, str | None]:
         app = self.app(app_name)
@@ -399,6 +407,7 @@ class SimState:
             cordoned=bool(body.get("skip_service_registration")),
             secrets_version=secrets_version,
         )
+        self._pull(machine)
         machine.start_s = self._start_s(machine)
         machine.event(self.ids, now, "launch", "created", "user")
         if body.get("skip_launch"):
@@ -434,6 +443,7 @@ class SimState:
         machine.config = config
         machine.version = self.ids.ulid(now)
         machine.restarts = 0
+        self._pull(machine)
         machine.start_s = self._start_s(machine)
         if body.get("skip_service_registration") is not None:
             machine.cordoned = bool(body["skip_service_registration"])
@@ -814,13 +824,13 @@ class SimState:
     # --- images --------------------------------------------------------------------------
 
     def image_exists(self, image: str) -> bool:
-        return not is_missing(image) and canonical(image) not in self.pruned_images
+        return self.registry.digest_of(image) is not None
 
     def image_json(self, image: str) -> dict[str, Any] | None:
-        if not self.image_exists(image):
+        digest = self.registry.digest_of(image)
+        if digest is None:
             return None
         name = parse_image(image)
-        digest = fake_digest(image)
         return {
             "id": digest[7:19],
             "digest": digest,
