@@ -64,6 +64,8 @@ class DeployPlan:
     rollback_on_failure: bool = True
     notes: tuple[str, ...] = field(default=())
     digest_source: str = ""  # where the digest came from (Fly's image look-up, …)
+    stage_hash: str = ""  # StageConfig.config_hash(): fly.toml's effect, [deploy] included
+    fail_fast: bool = False
 
     @property
     def image_name(self) -> str:
@@ -71,9 +73,29 @@ class DeployPlan:
         return without_digest(self.image)
 
     @property
+    def bound(self) -> dict[str, Any]:
+        """Everything that changes what runs, which an approval is bound to: the pinned image,
+        every group's machine config, and how the roll-out goes ([deploy] and the policy)."""
+        return {
+            "image": self.image,
+            "digest": self.image_digest,
+            "configs": self.config_hash,
+            "deploy": {
+                "strategy": self.strategy,
+                "max_unavailable": self.max_unavailable,
+                "wait_timeout": self.wait_timeout.total_seconds(),
+                "release_command": self.release_command,
+                "fail_fast": self.fail_fast,
+            },
+            "stage_config": self.stage_hash,
+            "destroy": sorted(m.id for m in self.destroy),
+            "create": {g.group: list(g.create_regions) for g in self.groups if g.create_regions},
+            "rollback_on_failure": self.rollback_on_failure,
+        }
+
+    @property
     def fingerprint(self) -> str:
-        """What an approval is bound to: the image (and digest) and the effective config."""
-        text = json.dumps([self.image, self.image_digest, self.config_hash, self.strategy])
+        text = json.dumps(self.bound, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property
@@ -124,6 +146,12 @@ class DeployPlan:
                 f"Destroy {len(self.destroy)} machine(s) of removed group(s): {', '.join(gone)}"
             )
         lines.extend(self.notes)
+        lines.append(
+            "Approval binds: "
+            + (f"image {self.image_digest[:19]}…" if self.image_digest else f"image {self.image}")
+            + f", plan {self.fingerprint[:12]} (machine configs and [deploy]: strategy, "
+            "max_unavailable, wait_timeout, release_command); any change voids it"
+        )
         return lines
 
 
@@ -309,6 +337,7 @@ async def make_plan(
         groups=groups,
         destroy=destroy,
         config_hash=_hash_configs(wanted),
+        stage_hash=stage_config.config_hash(),
         rollback_on_failure=stage.policy.rollback_on_failure,
         notes=tuple(notes),
     )
