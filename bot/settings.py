@@ -10,6 +10,9 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "sqlite:///flybot.db"
 DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
 DEFAULT_API_BASE_URL = "https://api.fly.io"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_HTTP_HOST = "0.0.0.0"  # as a Fly [http_service] expects
+DEFAULT_HTTP_PORT = 8080
 
 
 class SettingsError(Exception):
@@ -24,6 +27,9 @@ class Settings:
     fly_flaps_base_url: str = DEFAULT_FLAPS_BASE_URL
     fly_api_base_url: str = DEFAULT_API_BASE_URL
     admins: tuple[str, ...] = ()
+    slack_api_url: str = DEFAULT_SLACK_API_URL  # Web API base (ends in /), for a gateway or a test
+    http_host: str = DEFAULT_HTTP_HOST  # `flybot run`'s server
+    http_port: int = DEFAULT_HTTP_PORT
     # Tokens are kept out of repr() so a logged Settings never shows them.
     fly_api_token: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -47,6 +53,15 @@ class Settings:
                     f"FLYBOT_ADMINS entry '{admin}' is not platform:workspace:user "
                     "(e.g. slack:T0123:U0456, discord:1234:5678, shell:local:alice)."
                 )
+        slack_api_url = env.get("FLYBOT_SLACK_API_URL") or DEFAULT_SLACK_API_URL
+        if not slack_api_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"FLYBOT_SLACK_API_URL '{slack_api_url}' is not an http(s) URL "
+                "(e.g. https://slack.com/api/)."
+            )
+        port_text = env.get("FLYBOT_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise SettingsError(f"FLYBOT_HTTP_PORT '{port_text}' is not a port (0-65535).")
         return cls(
             database_url=env.get("FLYBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
             config_path=config_path,
@@ -56,6 +71,9 @@ class Settings:
             ),
             fly_api_base_url=(env.get("FLY_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
             admins=admins,
+            slack_api_url=slack_api_url.rstrip("/") + "/",
+            http_host=env.get("FLYBOT_HTTP_HOST") or DEFAULT_HTTP_HOST,
+            http_port=int(port_text),
             fly_api_token=env.get("FLY_API_TOKEN") or None,
             slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,

@@ -20,4 +20,5 @@ def build_registry() -> Registry:
     registry = Registry()
     for family in FAMILIES:
         registry.add_all(declared_in(family))
+        registry.add_buttons(getattr(family, "BUTTONS", {}))
     return registry

@@ -9,6 +9,7 @@ changed plan voids it before it runs. Every transition is a compare-and-set.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -26,13 +27,16 @@ from commands.kinds import PROJECT, REQUEST, TEXT
 from commands.permissions import authorize, linked_principals
 from commands.port import Interaction, Outbox, ThreadInteraction
 from commands.registry import Param, command
+from commands.requests import APPROVE_ACTION, REJECT_ACTION, thread_of
 from commands.requests import get as _get
 from commands.requests import record as _record
 from commands.requests import tell as _tell
-from commands.requests import thread_of
 from commands.requests import transition as _transition
 from commands.requests import votes_of as _votes
 from commands.roles import Role
+
+# What a click on a card's buttons runs (commands/registry.py, `Registry.buttons`).
+BUTTONS = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject"}
 
 
 async def expire_due(engine: Engine, outbox: Outbox) -> list[int]:
@@ -68,6 +72,9 @@ async def expire_due(engine: Engine, outbox: Outbox) -> list[int]:
             )
     return expired
 
+
+CARD_WAIT_TRIES = 30
+CARD_WAIT_PAUSE = 0.1  # seconds
 
 STALE_AFTER = timedelta(seconds=30)  # as the deploy engine's default: silent this long = dead
 
@@ -153,26 +160,81 @@ async def sweep(services: Services) -> None:
 
 def _check_approver(ctx: CommandContext, request: ApprovalRequest, action: str) -> None:
     me = ctx.invocation
-    if request.requested_by == ctx.principal_id or (
+    refusal = approver_refusal(
+        ctx.engine, request, ctx.principal_id, (me.platform, me.workspace_id, me.user_id), action
+    )
+    if refusal:
+        raise PermissionDenied(refusal)
+
+
+def approver_refusal(
+    engine: Engine,
+    request: ApprovalRequest,
+    principal_id: int,
+    identity: tuple[str, str, str],
+    action: str = "approve",
+) -> str:
+    """Why this person may not approve or reject `request` now ("" when they may)."""
+    if request.requested_by == principal_id or (
         request.requester_platform,
         request.requester_workspace,
         request.requester_user,
-    ) == (me.platform, me.workspace_id, me.user_id):
-        raise PermissionDenied(f"You asked for #{request.id}; someone else has to {action} it.")
-    if request.requested_by in linked_principals(ctx.engine, ctx.principal_id):
-        raise PermissionDenied(
+    ) == identity:
+        return f"You asked for #{request.id}; someone else has to {action} it."
+    if request.requested_by in linked_principals(engine, principal_id):
+        return (
             f"This account is linked to the requester of #{request.id}; someone else has to "
             f"{action} it."
         )
     role = Role.parse(request.approver_role)
-    decision = authorize(ctx.engine, ctx.principal_id, role, request.project, request.stage)
+    decision = authorize(engine, principal_id, role, request.project, request.stage)
     if not decision.allowed:
-        raise PermissionDenied(f"Not allowed to {action} #{request.id}: {decision.reason}.")
+        return f"Not allowed to {action} #{request.id}: {decision.reason}."
+    return ""
+
+
+_THREAD_WORDS = ("approve", "reject")
+
+
+def thread_reply_line(
+    engine: Engine, platform: str, channel_id: str, thread_id: str, text: str
+) -> str | None:
+    """A reply typed in an approval request's thread, as the command it means: `approve`
+    → `approve 12`, `reject not during the sale` → `reject 12 not during the sale` (an id
+    typed out is kept). None when the reply is no approve/reject or the thread holds no
+    request: people talk in threads, and flybot stays out of it."""
+    words = text.strip().removeprefix("/fly").split(maxsplit=1)
+    if not words or words[0].lower() not in _THREAD_WORDS:
+        return None
+    with session_scope(engine) as session:
+        request = session.exec(
+            select(ApprovalRequest)
+            .where(
+                ApprovalRequest.platform == platform,
+                ApprovalRequest.channel_id == channel_id,
+                ApprovalRequest.thread_id == thread_id,
+            )
+            .order_by(col(ApprovalRequest.id).desc())
+        ).first()
+    if request is None:
+        return None
+    verb, rest = words[0].lower(), (words[1] if len(words) > 1 else "")
+    first = rest.split(maxsplit=1)[0] if rest else ""
+    if first.lstrip("#").isdigit():
+        return f"{verb} {rest.lstrip('#')}"
+    return f"{verb} {request.id} {rest}".strip()
 
 
 async def _open_request(ctx: CommandContext, request_id: int) -> ApprovalRequest:
     await expire_due(ctx.engine, ctx.outbox)
     request = _get(ctx.engine, request_id)
+    for _ in range(CARD_WAIT_TRIES):
+        if request is None or request.message_id or request.state != "pending":
+            break
+        # A click can arrive while the request's card is still being recorded (the chat
+        # answered, the row not yet written): its thread is needed to report in.
+        await asyncio.sleep(CARD_WAIT_PAUSE)
+        request = _get(ctx.engine, request_id)
     if request is None:
         raise CommandError(f"There is no request #{request_id}. `/fly pending` lists them.")
     ctx.scope = (request.project, request.stage)
@@ -345,10 +407,12 @@ async def pending(ctx: CommandContext) -> None:
 
 __all__ = [
     "approve",
+    "approver_refusal",
     "expire_due",
     "fail_stuck",
     "pending",
     "reject",
     "resume_approved",
     "sweep",
+    "thread_reply_line",
 ]

@@ -109,6 +109,12 @@ class Dispatcher:
         except UsageError:
             return None
 
+    def first_delivery(self, key: str) -> bool:
+        """Claim a platform delivery for work an adapter does before the pipeline runs
+        (opening a form from it): True the first time `key` is seen on any instance, False
+        for a retry. Blocking (a database write): call it off the event loop."""
+        return dedupe.claim(self.services.engine, key)
+
     def is_sensitive(self, line: str) -> bool:
         """Whether a typed line names a verb with sensitive input, so it must not be kept
         (the shell's history). Judged by the verb, so a mistyped line is kept out too."""

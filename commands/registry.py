@@ -21,6 +21,7 @@ a Slack modal) all read them from the registry.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -200,9 +201,30 @@ def suggest(word: str, choices: list[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+_BUTTON_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
 @dataclass
 class Registry:
     commands: dict[tuple[str, ...], Command] = field(default_factory=dict)
+    # A button's action id -> the command words a click runs, with the button's value as
+    # the last word ("approval.approve" -> "approve", so a click on #12 runs `approve 12`).
+    # Family modules declare theirs as a module-level `BUTTONS` mapping.
+    buttons: dict[str, str] = field(default_factory=dict)
+
+    def add_buttons(self, buttons: dict[str, str]) -> None:
+        for action, words in buttons.items():
+            if self.buttons.get(action, words) != words:
+                raise ValueError(f"button action {action} declared twice")
+            self.buttons[action] = words
+
+    def click_line(self, action: str, value: str) -> str | None:
+        """The line a click on a button runs, or None for an action nobody declared (or a
+        value that is not one plain word: a forged value can never add words)."""
+        words = self.buttons.get(action)
+        if words is None or not _BUTTON_VALUE.match(value):
+            return None
+        return f"{words} {value}"
 
     def add(self, command: Command) -> None:
         if command.path in self.commands:

@@ -87,7 +87,18 @@ def _blocks(part: Fitted) -> list[dict[str, Any]]:
                 ],
             }
         )
+        typed = " or ".join(f"`/fly {b.command}`" for b in reply.buttons)
+        blocks.append(_context(f"Or type {typed}"))
     return blocks
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def blocks_of(reply: Reply) -> list[dict[str, Any]]:
+    """The blocks of the reply's first message, shrunk to Slack's limits (for views)."""
+    return _blocks(fit_reply(reply, LIMITS)[0])
 
 
 def messages(reply: Reply) -> list[dict[str, Any]]:

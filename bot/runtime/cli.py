@@ -17,6 +17,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flybot", description="Chat-ops for Fly.io.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run",
+        help="serve the chat adapters whose tokens are set (Slack), the scheduler, and "
+        "/healthz and /metrics on FLYBOT_HTTP_HOST:FLYBOT_HTTP_PORT",
+    )
     shell = sub.add_parser("shell", help="a terminal chat: each line is a /fly command")
     shell.add_argument("--as", dest="user", default="you", help="who is typing (default: you)")
     sandbox = sub.add_parser(
@@ -54,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             upgrade(engine)
             print(f"database at revision {current_revision(engine)}")
             return 0
+        if args.command == "run":
+            return _run(settings)
         if args.command == "shell":
             from adapters.shell.session import run_shell
             from bot.runtime import Runtime
@@ -73,6 +80,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flybot: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _run(settings: Settings) -> int:
+    from adapters.slack.app import SlackSetupError
+    from adapters.slack.redact import install_on_handlers
+    from bot.runtime import Runtime
+    from bot.runtime.run import serve
+
+    install_on_handlers()  # secret values never reach a log line, whatever the level
+    try:
+        asyncio.run(serve(Runtime.from_settings(settings), settings))
+    except SlackSetupError as exc:
+        print(f"flybot: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the port is taken, or the host is not ours
+        print(
+            f"flybot: cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

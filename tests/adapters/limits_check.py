@@ -14,7 +14,10 @@ def slack_texts(payload: dict[str, Any]) -> list[str]:
         if "text" in block:
             texts.append(block["text"]["text"])
         texts.extend(field["text"] for field in block.get("fields", []))
-        texts.extend(e["text"]["text"] for e in block.get("elements", []) if "text" in e)
+        for element in block.get("elements", []):
+            if "text" in element:  # a button's text object, or a context block's mrkdwn
+                text = element["text"]
+                texts.append(text if isinstance(text, str) else text["text"])
     return texts
 
 
@@ -32,6 +35,10 @@ def check_slack(payload: dict[str, Any]) -> None:
             assert len(block.get("fields", [])) <= 10
             for field in block.get("fields", []):
                 assert len(field["text"]) <= 2000
+        elif kind == "context":
+            assert 1 <= len(block["elements"]) <= 10
+            for element in block["elements"]:
+                assert len(element["text"]) <= 3000
         elif kind == "actions":
             assert len(block["elements"]) <= 25
             for element in block["elements"]:
