@@ -124,7 +124,8 @@ class SlackAdapter:
         if self.identity is None:
             return False
         if self.socket is not None:
-            return bool(self.socket.client.is_connected()) if self.socket.client else False
+            session = self.socket.client.current_session
+            return session is not None and not session.closed
         return True
 
     async def connect(self) -> None:
@@ -155,12 +156,17 @@ class SlackAdapter:
                 web_client=self.client,
             )
             try:
-                await self.socket.connect_async()
+                # asked here, not by the Socket Mode client, which retries a refusal forever
+                opened = await self.client.apps_connections_open(
+                    app_token=self.settings.slack_app_token or ""
+                )
             except SlackApiError as exc:
                 raise SlackSetupError(
                     f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error', exc)}): it "
                     "needs the connections:write scope (Basic Information → App-Level Tokens)."
                 ) from None
+            self.socket.client.wss_uri = str(opened["url"])
+            await self.socket.connect_async()
 
     async def close(self) -> None:
         if self.socket is not None:

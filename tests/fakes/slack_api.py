@@ -118,6 +118,7 @@ class FakeSlack:
         self.valid_bot_tokens = {BOT_TOKEN}
         self.valid_app_tokens = {APP_TOKEN}
         self.faults: list[Fault] = []
+        self.gates: dict[str, asyncio.Event] = {}  # method -> answered once the event is set
         self.base_url = ""
         self._ts = itertools.count(1)
         self._ids = itertools.count(1)
@@ -170,6 +171,11 @@ class FakeSlack:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.5))
 
+    def gate(self, method: str) -> asyncio.Event:
+        """Hold every call to `method` until the returned event is set."""
+        self.gates[method] = asyncio.Event()
+        return self.gates[method]
+
     def fail_next(
         self, method: str, status: int = 429, retry_after: int | None = 1, count: int = 1
     ) -> None:
@@ -200,6 +206,9 @@ class FakeSlack:
         params.pop("token", None)
         call = Call(method, params, token)
         self.calls.append(call)
+        self.changed.set()
+        if method in self.gates:
+            await self.gates[method].wait()
         try:
             for fault in self.faults:
                 if fault.method in (method, "*") and fault.count > 0:
