@@ -106,6 +106,7 @@ def messages(reply: Reply) -> list[dict[str, Any]]:
     fallback, `blocks` what is shown. More than one when a long code block continues."""
     payloads = []
     for part in fit_reply(reply, LIMITS):
-        head = part.reply.title or part.reply.text or "(continued)"
+        lines = (*part.reply.lines, *(line for block in part.code_blocks for line in block))
+        head = part.reply.title or part.reply.text or next(iter(lines), "") or "(continued)"
         payloads.append({"text": mrkdwn(head)[:150], "blocks": _blocks(part)})
     return payloads

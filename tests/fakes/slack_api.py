@@ -86,7 +86,8 @@ class Message:
         ]
 
     def all_text(self) -> str:
-        parts = [self.text]
+        """What a person sees: the blocks (the `text` is only the notification fallback)."""
+        parts = [] if self.blocks else [self.text]
         for block in self.blocks:
             if "text" in block:
                 parts.append(block["text"].get("text", ""))
