@@ -51,6 +51,7 @@ from bot.store.principals import IdentityKey
 from commands.approvals import thread_reply_line
 from commands.home import overview
 from commands.port import Invocation, Reply
+from commands.reply import markup
 
 log = logging.getLogger(__name__)
 
@@ -334,10 +335,14 @@ class SlackAdapter:
             text=pending.line,
             thread_id=pending.thread_id,
         )
-        words = " ".join(pending.line.split()[:4])
+        line = " ".join(pending.line.split())
+        shown = line if len(line) <= 80 else line[:79] + "…"
         note = Reply(
-            f"Cancelled `/fly {words}…`: the form was closed, no value was sent and nothing "
-            "was changed.",
+            markup(
+                "Cancelled `/fly {line}`: the form was closed, no value was sent and nothing "
+                "was changed.",
+                line=shown,
+            ),
             tone="warning",
         )
         interaction = self._interaction(invocation, None)

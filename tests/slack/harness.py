@@ -96,12 +96,17 @@ class SlackWorld:
         return {k: v for k, v in env.items() if v != ""}
 
     async def start(
-        self, *, socket_mode: bool = False, verbose: bool = False, **extra: str
+        self,
+        *,
+        socket_mode: bool = False,
+        verbose: bool = False,
+        entry: str = "bot.cli",
+        **extra: str,
     ) -> FlybotProcess:
         port = free_port()
         if socket_mode:
             extra.setdefault("SLACK_APP_TOKEN", APP_TOKEN)
-        process = FlybotProcess(self.root, port, self.env(port, **extra), verbose)
+        process = FlybotProcess(self.root, port, self.env(port, **extra), verbose, entry)
         self.processes.append(process)
         await process.start()
         await process.wait_healthy()
@@ -114,6 +119,7 @@ class FlybotProcess:
     port: int
     env: dict[str, str]
     verbose: bool = False
+    entry: str = "bot.cli"  # the module run with -m: the flybot command line
     process: asyncio.subprocess.Process | None = None
     stderr_path: Path | None = None
 
@@ -130,7 +136,7 @@ class FlybotProcess:
 
     async def start(self) -> None:
         self.stderr_path = self.root / f"flybot-{self.port}.log"
-        args = [sys.executable, "-m", "bot.cli", *(["-v"] if self.verbose else []), "run"]
+        args = [sys.executable, "-m", self.entry, *(["-v"] if self.verbose else []), "run"]
         with self.stderr_path.open("wb") as stderr:
             self.process = await asyncio.create_subprocess_exec(
                 *args,

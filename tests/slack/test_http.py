@@ -59,9 +59,9 @@ async def test_forged_stale_and_unsigned_requests_get_401_and_change_nothing(
             signed = send.signed_headers(body, content_type=kind)
             assert (await send.post(tampered, kind, headers=signed))[0] == 401
             assert send.session is not None
-            async with send.session.post(bot.events_url, data=body, headers={
-                "Content-Type": kind
-            }) as unsigned:
+            async with send.session.post(
+                bot.events_url, data=body, headers={"Content-Type": kind}
+            ) as unsigned:
                 assert unsigned.status == 401
         await asyncio.sleep(0.5)  # give a wrongly accepted request the time to do harm
         assert len(w.slack.calls) == calls_before

@@ -24,9 +24,7 @@ async def test_the_story_over_socket_mode_approved_by_a_typed_thread_reply(
         bot = await w.start(socket_mode=True)
         slack = w.slack
         assert slack.socket_connected
-        assert [c.token for c in slack.calls_to("apps.connections.open")] == [
-            "xapp-fake-app-token"
-        ]
+        assert [c.token for c in slack.calls_to("apps.connections.open")] == ["xapp-fake-app-token"]
         command = slash_command(slack, f"deploy shop prod {NEW}", BOB, "bob")
         ack = await slack.deliver("slash_commands", command)
         assert set(ack) == {"envelope_id"}  # acknowledged, nothing to show
