@@ -367,6 +367,11 @@ class FakeSlack:
         call = Call("response_url", params, "", answer={"ok": True})
         self.calls.append(call)
         try:
+            for fault in self.faults:
+                if fault.method == "response_url" and fault.count > 0:
+                    fault.count -= 1
+                    call.status = fault.status
+                    return web.Response(status=fault.status, text="upstream failure")
             error = self._message_error(params)
             if error:
                 call.answer = {"ok": False, "error": error}
@@ -601,6 +606,53 @@ def button_click(
             }
         ],
     }
+
+
+def home_click(fake: FakeSlack, user: str, action_id: str, value: str) -> dict[str, Any]:
+    """A click on a button of `user`'s App Home tab, as Slack reports it (no channel)."""
+    view = fake.homes[user]
+    button = next(
+        element
+        for block in view["blocks"]
+        if block.get("type") == "actions"
+        for element in block["elements"]
+        if element["action_id"] == action_id and element["value"] == value
+    )
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": fake.users.get(user, user), "team_id": TEAM},
+        "api_app_id": "AFLYBOT",
+        "token": "legacy",
+        "container": {"type": "view", "view_id": "VHOME"},
+        "trigger_id": fake.trigger(),
+        "team": {"id": TEAM, "domain": "fake"},
+        "is_enterprise_install": False,
+        "view": {**view, "id": "VHOME", "type": "home"},
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": "b",
+                "text": button["text"],
+                "value": button["value"],
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def home_opened(user: str) -> dict[str, Any]:
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": f"D{user}",
+        "tab": "home",
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
+def home_text(view: dict[str, Any]) -> str:
+    return Message("", "", "", view.get("blocks", [])).all_text()
 
 
 _event_ids = itertools.count(1)
