@@ -67,7 +67,9 @@ async def bench(machines: int, latency_ms: float, start_s: float, max_unavailabl
             (root / "bench" / "fly.toml").write_text(
                 FLY_TOML.format(max_unavailable=max_unavailable)
             )
-            (root / "flybot.toml").write_text('[projects.bench]\npath = "bench"\n')
+            (root / "flybot.toml").write_text(
+                '[projects.bench]\npath = "bench"\n[projects.bench.stages.dev]\nguarded = []\n'
+            )
             catalog = load_catalog(root / "flybot.toml")
             project = catalog.projects["bench"]
             stage = project.stages[0]

@@ -23,7 +23,27 @@ from bot.freeze import FreezeWindow
 from bot.store.engine import session_scope
 from bot.store.models import ProjectRow, StageRow
 
-DEFAULT_GUARDED_IN_PROD = ("deploy", "rollback", "scale", "secrets")
+# The verbs a stage's `guarded` list may name: every verb the command layer declares
+# guardable is one of these (a test holds the registry to it), so a typo such as "Deploy"
+# is refused at load instead of guarding nothing.
+GUARDABLE_VERBS = ("deploy", "rollback", "restart", "scale", "secrets", "certs")
+# What the production end of a project (the last stage in its order) guards unless its
+# policy says otherwise; `guarded = []` opts out.
+DEFAULT_GUARDED = ("deploy", "rollback", "scale", "secrets")
+# Roles a stage may require of its approvers. A viewer may not approve: approving a change
+# is more than reading.
+APPROVER_ROLES = ("deployer", "approver", "admin")
+POLICY_KEYS = (
+    "approval_expires",
+    "approvals",
+    "approver_role",
+    "fail_fast",
+    "freeze",
+    "guarded",
+    "rollback_on_failure",
+)
+PROJECT_KEYS = ("order", "path", "stages")
+TOP_LEVEL_KEYS = ("admins", "projects")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -39,6 +59,7 @@ class StagePolicy:
     approval_expires: timedelta = timedelta(minutes=30)
     freeze: tuple[str, ...] = ()
     rollback_on_failure: bool = True
+    fail_fast: bool = False  # a machine whose checks stay critical fails before wait_timeout
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -113,69 +134,157 @@ def read_app_name(path: Path) -> str:
     return app.strip()
 
 
-def _policy(stage: str, raw: dict[str, Any], where: str) -> StagePolicy:
-    defaults = (
-        StagePolicy(approvals=1, guarded=DEFAULT_GUARDED_IN_PROD)
-        if stage == "prod"
-        else StagePolicy()
-    )
-    known = {
-        "approvals",
-        "approver_role",
-        "guarded",
-        "approval_expires",
-        "freeze",
-        "rollback_on_failure",
-    }
-    unknown = set(raw) - known
+def _unknown_keys(raw: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(raw) - set(known))
     if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; keys: {', '.join(known)}.")
+
+
+def _flag(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false, not {_shown(value)}.")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as it was written in TOML, for an error line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _guarded(raw: dict[str, Any], default: tuple[str, ...], where: str) -> tuple[str, ...]:
+    if "guarded" not in raw:
+        return default
+    value = raw["guarded"]
+    allowed = ", ".join(GUARDABLE_VERBS)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(
-            f"{where}: unknown key '{sorted(unknown)[0]}'; keys: {', '.join(sorted(known))}."
+            f"{where}: 'guarded' must be a list of verbs, e.g. [\"deploy\"], not "
+            f"{_shown(value)}; verbs: {allowed}."
         )
-    approvals = raw.get("approvals", defaults.approvals)
-    if not isinstance(approvals, int) or approvals < 0:
-        raise ConfigError(f"{where}: 'approvals' must be a whole number of at least 0.")
-    guarded = raw.get("guarded", list(defaults.guarded))
-    if not isinstance(guarded, list) or not all(isinstance(v, str) for v in guarded):
-        raise ConfigError(f"{where}: 'guarded' must be a list of verbs, e.g. [\"deploy\"].")
-    expires_raw = raw.get("approval_expires")
-    try:
-        expires = parse_duration(expires_raw) if expires_raw else defaults.approval_expires
-    except ValueError as exc:
-        raise ConfigError(f"{where}: 'approval_expires': {exc}") from None
+    for verb in value:
+        if verb not in GUARDABLE_VERBS:
+            raise ConfigError(f"{where}: 'guarded': unknown verb '{verb}'; verbs: {allowed}.")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: 'guarded' names a verb twice.")
+    return tuple(value)
+
+
+def _policy(raw: Any, production_end: bool, where: str) -> StagePolicy:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table of policy keys: {', '.join(POLICY_KEYS)}.")
+    _unknown_keys(raw, POLICY_KEYS, where)
+    guarded = _guarded(raw, DEFAULT_GUARDED if production_end else (), where)
+    approvals = raw.get("approvals", 1 if guarded else 0)
+    if isinstance(approvals, bool) or not isinstance(approvals, int) or approvals < 0:
+        raise ConfigError(
+            f"{where}: 'approvals' must be a whole number of at least 0 (distinct approvers "
+            f"needed), not {_shown(approvals)}."
+        )
+    if guarded and approvals == 0:
+        raise ConfigError(
+            f"{where}: 'approvals' = 0 guards nothing, yet 'guarded' lists "
+            f"{', '.join(guarded)}; need at least 1 approval, or write guarded = [] to guard "
+            "nothing here."
+        )
+    if approvals and not guarded:
+        raise ConfigError(
+            f"{where}: 'approvals' = {approvals} but no verb is guarded here; list the verbs "
+            f"that need approval in 'guarded' (verbs: {', '.join(GUARDABLE_VERBS)})."
+        )
+    role = raw.get("approver_role", "approver")
+    if role not in APPROVER_ROLES:
+        raise ConfigError(
+            f"{where}: 'approver_role': unknown role {_shown(role)}; roles that may approve: "
+            f"{', '.join(APPROVER_ROLES)}."
+        )
+    expires = StagePolicy.approval_expires
+    if "approval_expires" in raw:
+        expires_raw = raw["approval_expires"]
+        if not isinstance(expires_raw, str):
+            raise ConfigError(
+                f"{where}: 'approval_expires' must be a duration in quotes such as \"30m\", "
+                f"not {_shown(expires_raw)}."
+            )
+        try:
+            expires = parse_duration(expires_raw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: 'approval_expires': {exc}") from None
     freeze = raw.get("freeze", [])
     if not isinstance(freeze, list):
-        raise ConfigError(f"{where}: 'freeze' must be a list of windows.")
+        raise ConfigError(
+            f"{where}: 'freeze' must be a list of windows, e.g. "
+            f"[\"Fri 16:00-Mon 08:00 Asia/Seoul\"], not {_shown(freeze)}."
+        )
     for window in freeze:
         try:
-            FreezeWindow.parse(str(window))
+            if not isinstance(window, str):
+                raise ValueError(
+                    f"{_shown(window)} is not a freeze window; write e.g. "
+                    "\"Fri 16:00-Mon 08:00 Asia/Seoul\"."
+                )
+            FreezeWindow.parse(window)
         except ValueError as exc:
             raise ConfigError(f"{where}: 'freeze': {exc}") from None
     return StagePolicy(
         approvals=approvals,
-        approver_role=str(raw.get("approver_role", defaults.approver_role)),
-        guarded=tuple(guarded),
+        approver_role=role,
+        guarded=guarded,
         approval_expires=expires,
-        freeze=tuple(str(f) for f in freeze),
-        rollback_on_failure=bool(raw.get("rollback_on_failure", True)),
+        freeze=tuple(freeze),
+        rollback_on_failure=_flag(raw, "rollback_on_failure", True, where),
+        fail_fast=_flag(raw, "fail_fast", False, where),
     )
 
 
-def _stage_order(names: list[str]) -> list[str]:
-    def rank(name: str) -> tuple[int, str]:
-        return (0 if name == "dev" else 2 if name == "prod" else 1, name)
+def _default_order(names: list[str], where: str) -> list[str]:
+    """dev first, prod last, the others between by name. With no `prod` and more than one
+    other stage, which is the production end is a guess: the user must say, with `order`."""
+    middle = sorted(n for n in names if n not in ("dev", "prod"))
+    if "prod" not in names and len(middle) > 1:
+        raise ConfigError(
+            f"{where}: 'order' is needed: with no prod stage, flybot cannot tell which of "
+            f"{', '.join(middle)} is the production end (the last stage, guarded by default); "
+            f"write e.g. order = [{', '.join(repr(n) for n in ['dev', *middle] if n in names)}]."
+        )
+    return [n for n in ("dev",) if n in names] + middle + [n for n in ("prod",) if n in names]
 
-    return sorted(names, key=rank)
+
+def _order(raw: dict[str, Any], files: dict[str, Path], folder: Path, where: str) -> list[str]:
+    if "order" not in raw:
+        return _default_order(sorted(files), where)
+    order = raw["order"]
+    have = ", ".join(sorted(files))
+    if not isinstance(order, list) or not order or not all(isinstance(s, str) for s in order):
+        raise ConfigError(
+            f"{where}: 'order' must be a list of stage names, first to last, not "
+            f"{_shown(order)}; stages: {have}."
+        )
+    for stage_name in order:
+        if stage_name not in files:
+            raise ConfigError(
+                f"{where}: 'order' names stage '{stage_name}', which has no "
+                f"{stage_name}.fly.toml in {folder}; stages: {have}."
+            )
+    if len(set(order)) != len(order):
+        raise ConfigError(f"{where}: 'order' names a stage twice; stages: {have}.")
+    return list(order)
 
 
 def load_catalog(config_path: Path | None) -> Catalog:
-    """Read flybot.toml and every project's fly.toml files. Raises ConfigError when malformed."""
+    """Read flybot.toml and every project's fly.toml files. Raises ConfigError (one line
+    naming the file, the key and what is allowed) when anything is malformed."""
     if config_path is None:
         return Catalog()
     data = read_toml(config_path)
+    _unknown_keys(data, TOP_LEVEL_KEYS, str(config_path))
     base = config_path.parent
     admins = data.get("admins", [])
-    if not isinstance(admins, list):
+    if not isinstance(admins, list) or not all(isinstance(a, str) for a in admins):
         raise ConfigError(f"{config_path}: 'admins' must be a list of platform:workspace:user.")
     projects: dict[str, Project] = {}
     raw_projects = data.get("projects", {})
@@ -189,20 +298,33 @@ def load_catalog(config_path: Path | None) -> Catalog:
             raise ConfigError(
                 f"{where}: the key 'path' (the folder of its fly.toml files) is missing."
             )
+        _unknown_keys(raw, PROJECT_KEYS, where)
         folder = (base / raw["path"]).resolve()
         if not folder.is_dir():
             raise ConfigError(f"{where}: path '{raw['path']}' is not a folder.")
-        files = {stage_name_of(f): f for f in sorted(folder.glob("*fly.toml"))}
-        files.pop(None, None)
+        files: dict[str, Path] = {}
+        for file in sorted(folder.glob("*fly.toml")):
+            stage_name = stage_name_of(file)
+            if stage_name is not None:
+                files[stage_name] = file
         if not files:
             raise ConfigError(f"{where}: no fly.toml or <stage>.fly.toml in {folder}.")
         raw_stages = raw.get("stages", {})
+        if not isinstance(raw_stages, dict):
+            raise ConfigError(f"{where}: 'stages' must be a table of [projects.{name}.stages.X].")
         for stage_name in raw_stages:
             if stage_name not in files:
                 raise ConfigError(
                     f"{where}: stage '{stage_name}' has no {stage_name}.fly.toml in {folder}."
                 )
-        order = raw.get("order") or _stage_order([s for s in files if s])
+        order = _order(raw, files, folder, where)
+        for stage_name in raw_stages:
+            if stage_name not in order:
+                raise ConfigError(
+                    f"{config_path}: [projects.{name}.stages.{stage_name}]: stage "
+                    f"'{stage_name}' is not in 'order' ({', '.join(order)}); add it there or "
+                    "remove its policy."
+                )
         stages = tuple(
             Stage(
                 project=name,
@@ -211,16 +333,33 @@ def load_catalog(config_path: Path | None) -> Catalog:
                 app=read_app_name(files[stage_name]),
                 config_file=files[stage_name],
                 policy=_policy(
-                    stage_name,
                     raw_stages.get(stage_name, {}),
-                    f"{where.rstrip(']')}.stages.{stage_name}]",
+                    position == len(order) - 1,
+                    f"{config_path}: [projects.{name}.stages.{stage_name}]",
                 ),
             )
             for position, stage_name in enumerate(order)
-            if stage_name is not None
         )
         projects[name] = Project(name=name, path=folder, stages=stages)
-    return Catalog(projects=projects, admins=tuple(str(a) for a in admins))
+    catalog = Catalog(projects=projects, admins=tuple(admins))
+    _one_stage_per_app(catalog)
+    return catalog
+
+
+def _one_stage_per_app(catalog: Catalog) -> None:
+    """Grants, locks and approvals are keyed on project/stage, and a deploy goes to its
+    stage's app: two stages naming one app would let a grant on one reach the other."""
+    seen: dict[str, Stage] = {}
+    for project in catalog.projects.values():
+        for stage in project.stages:
+            first = seen.setdefault(stage.app, stage)
+            if first is not stage:
+                raise ConfigError(
+                    f"{stage.config_file}: {first.project}/{first.name} and "
+                    f"{stage.project}/{stage.name} both name the Fly app '{stage.app}' "
+                    f"(in {first.config_file} and {stage.config_file}); each stage needs an "
+                    "app of its own."
+                )
 
 
 def sync_catalog(engine: Engine, catalog: Catalog) -> None:

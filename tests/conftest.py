@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,12 @@ import pytest
 
 from bot.clock import set_clock
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN_URL = os.environ.get(
+    "FLYBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+# In CI the shared-database tests must run: an unreachable PostgreSQL fails the run instead
+# of skipping them, so a green CI always includes PostgreSQL.
+IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 
 
 def postgres_available() -> bool:
@@ -24,6 +30,12 @@ def postgres_available() -> bool:
 
 
 _PG = postgres_available()
+_PG_ABSENT = f"PostgreSQL is not reachable at {PG_ADMIN_URL.rsplit('@', 1)[-1]}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if IN_CI and not _PG:
+        pytest.exit(f"{_PG_ABSENT} and CI=true: the shared-database tests cannot run.", 1)
 
 
 @pytest.fixture
@@ -35,14 +47,16 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""
     if not _PG:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        if IN_CI:
+            pytest.fail(f"{_PG_ABSENT} and CI=true")
+        pytest.skip(_PG_ABSENT)
     import psycopg
 
     name = f"flybot_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

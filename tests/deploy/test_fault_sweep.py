@@ -67,7 +67,9 @@ async def one_seed(root: Path, seed: int) -> str:
     folder = root / f"p{seed}"
     folder.mkdir()
     (folder / "fly.toml").write_text(FLY_TOML.format(seed=seed))
-    (folder / "flybot.toml").write_text(f'[projects.p{seed}]\npath = "."\n')
+    (folder / "flybot.toml").write_text(
+        f'[projects.p{seed}]\npath = "."\n[projects.p{seed}.stages.dev]\nguarded = []\n'
+    )
     project = load_catalog(folder / "flybot.toml").projects[f"p{seed}"]
     stage = project.stages[0]
     sim = simulator.FlySimulator(seed=seed, timing=simulator.SimulatorTiming.fast())
