@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 STEP_BATCH = 8  # thread lines per message: a 30-machine deploy posts a handful, not a hundred
 POST_EVERY = 5.0  # at a batch's end, lines are posted if the last post is this old (seconds)
 PROGRESS_EVERY = 2.0  # seconds between edits of the parent message
+STATUS_EVERY = 3.0  # seconds between edits that say what a machine is waiting on
 FINAL_TRIES = 4  # the last post and edit of a deploy are tried this often, a chat error apart
 RETRY_PAUSE = 0.5  # seconds, times the attempt number
 
@@ -62,7 +63,9 @@ class ThreadReporter:
         self.buffer: list[str] = []
         self.worst = "info"
         self._last_progress = 0.0
+        self._last_status = 0.0
         self._last_post = time.monotonic()
+        self._done, self._total = 0, 0
 
     async def step(self, text: str, tone: str = "info") -> None:
         self.buffer.append(text)
@@ -90,6 +93,7 @@ class ThreadReporter:
         # Kept: the next flush posts them with whatever came since.
 
     async def progress(self, done: int, total: int) -> None:
+        self._done, self._total = done, total
         now = time.monotonic()
         if done < total and now - self._last_progress < PROGRESS_EVERY:
             return
@@ -98,6 +102,24 @@ class ThreadReporter:
             self.outbox.update(
                 self.thread,
                 Reply(text=f"deploying {done}/{total}", title=self.title, lines=self.plan_lines),
+            )
+        )
+
+    async def status(self, text: str) -> None:
+        """What the deploy waits on now ("web 1/2: checks critical for 40s: HTTP 500 on
+        /healthz"), shown on the parent message: at most one edit every STATUS_EVERY."""
+        now = time.monotonic()
+        if now - max(self._last_status, self._last_progress) < STATUS_EVERY:
+            return
+        self._last_status = now
+        await self._say(
+            self.outbox.update(
+                self.thread,
+                Reply(
+                    text=f"deploying {self._done}/{self._total} — {text}",
+                    title=self.title,
+                    lines=self.plan_lines,
+                ),
             )
         )
 

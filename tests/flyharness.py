@@ -72,7 +72,14 @@ approval_expires = "30m"
 """
 
 FAST_ENGINE = EngineTiming(
-    lease_ttl=5, lease_refresh=0.3, check_poll=0.02, heartbeat=0.2, stale_after=2.0
+    lease_ttl=5,
+    lease_refresh=0.3,
+    check_poll=0.02,
+    heartbeat=0.2,
+    stale_after=2.0,
+    check_pace=0.05,  # as SimulatorTiming.fast()'s check_time_scale: fly.toml's 1s is 50 ms
+    proxy_settle=0.02,
+    drain=0.05,  # SimulatorTiming.fast() drains in 0.03 s
 )
 
 
@@ -179,8 +186,10 @@ async def world(
     admins: tuple[str, ...] = ("shell:local:alice",),
     database_url: str | None = None,
     extra_config: str = "",
+    fly_clock_skew: float = 0.0,
 ) -> AsyncIterator[World]:
     sim = simulator.FlySimulator(seed=7, timing=timing or simulator.SimulatorTiming.fast())
+    sim.clock.advance(fly_clock_skew)  # Fly's clock, ahead of (or behind) this host's
     async with simulator.running_simulator(sim, port=0) as server:
         fly = fly_client(server.base_url)
         config = write_project(tmp_path, approvals, extra_config)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import time
 import uuid
@@ -28,10 +29,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
 from bot.clock import utcnow
+from bot.deploy.flytoml import parse_go_duration
 from bot.deploy.images import without_digest
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan
 from bot.durations import format_elapsed
-from bot.fly import LAUNCH_ID_KEY, FlyAPIError, FlyClient, LeaseHeldError, Machine, NotFoundError
+from bot.fly import (
+    LAUNCH_ID_KEY,
+    FlyAPIError,
+    FlyClient,
+    LeaseHeldError,
+    Machine,
+    MachineEvent,
+    NotFoundError,
+)
+from bot.fly.models import CheckStatus
 from bot.instance import HOST, INSTANCE_ID
 from bot.store.engine import session_scope
 from bot.store.models import ACTIVE_DEPLOY_STATES, Release
@@ -60,6 +71,9 @@ class EngineTiming:
     stale_after: float = 30.0  # a deploy whose heartbeat is this old is dead
     sweep_every: float = 15.0  # how often the scheduler looks for dead deploys
     crash_exits: int = 2  # exits after an update that make a crash loop
+    check_pace: float = 1.0  # configured check grace periods and intervals, times this
+    proxy_settle: float = 10.0  # bluegreen: greens in service this long before blues cordon
+    drain: float = 10.0  # bluegreen: a cordoned blue's requests drain this long before stop
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineTiming:
@@ -89,6 +103,9 @@ async def settle(steps: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 
 class DeployReporter(Protocol):
+    """How a deploy tells people. `status` (optional) is the one line of what is being
+    waited on now: a reporter edits it in place, throttled."""
+
     async def step(self, text: str, tone: str = "info") -> None: ...
 
     async def progress(self, done: int, total: int) -> None: ...
@@ -127,6 +144,15 @@ class _SafeReporter:
             await self.inner.progress(done, total)
         except Exception:
             log.warning("deploy reporter failed to show progress", exc_info=True)
+
+    async def status(self, text: str) -> None:
+        show = getattr(self.inner, "status", None)
+        if show is None:
+            return
+        try:
+            await show(text)
+        except Exception:
+            log.warning("deploy reporter failed to show a status", exc_info=True)
 
     async def flush(self, final: bool = False) -> None:
         if not await self._drain():
@@ -259,13 +285,14 @@ class _Updated:
     old_config: dict[str, Any]
     old_image: str
     region: str
+    was_stopped: bool = False
 
 
 @dataclass
 class _Run:
     release: Release
     plan: DeployPlan
-    reporter: DeployReporter
+    reporter: _SafeReporter
     leases: _Leases = field(default_factory=lambda: _Leases(None, "", 0, ""))
     launches: dict[str, str] = field(default_factory=dict)  # launch id -> machine id made
     updated: list[_Updated] = field(default_factory=list)
@@ -273,9 +300,103 @@ class _Run:
     done: int = 0
     total: int = 0
     fly_release_version: int | None = None  # Fly's number for this release, once recorded
+    after_failure: str = ""  # what went wrong while undoing a failure, for the release row
     # Set when this process's heartbeat finds the row no longer ours (another process
     # judged the deploy dead): from then on nothing more is changed, and nothing written.
     claim_lost: bool = False
+
+
+@dataclass(frozen=True)
+class _CheckPace:
+    """A machine's declared checks: how many, and when looking at them is worth a call."""
+
+    count: int
+    grace: float  # seconds after `started` before Fly reports a first result
+    interval: float  # seconds between Fly's runs of the checks
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any], timing: EngineTiming) -> _CheckPace:
+        declared = [c for c in (config.get("checks") or {}).values() if isinstance(c, dict)]
+        for service in config.get("services") or []:
+            declared += [c for c in service.get("checks") or [] if isinstance(c, dict)]
+        graces = [_duration(c.get("grace_period")) for c in declared]
+        intervals = [_duration(c.get("interval")) for c in declared]
+        known_intervals = [i for i in intervals if i]
+        return cls(
+            count=len(declared),
+            grace=max((g for g in graces if g is not None), default=0.0) * timing.check_pace,
+            interval=(
+                min(known_intervals) * timing.check_pace if known_intervals else timing.check_poll
+            ),
+        )
+
+
+def _duration(value: object) -> float | None:
+    try:
+        return parse_go_duration(value).total_seconds() if value else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _newest_event(machine: Machine) -> int:
+    """The newest event Fly reported with the change (update, launch), by Fly's clock."""
+    return max((e.timestamp or 0 for e in machine.events), default=0)
+
+
+def _crashes(events: Sequence[MachineEvent], since: int) -> list[MachineEvent]:
+    """Exits nobody asked for, after `since` on Fly's clock: non-zero, or killed for memory."""
+    found = []
+    for event in events:
+        if event.type != "exit" or (event.timestamp or 0) <= since:
+            continue
+        request = event.request if isinstance(event.request, dict) else {}
+        exit_event = request.get("exit_event")
+        exit_event = exit_event if isinstance(exit_event, dict) else {}
+        if exit_event.get("requested_stop"):
+            continue
+        code = exit_event.get("exit_code")
+        if exit_event.get("oom_killed") or (isinstance(code, int) and code != 0):
+            found.append(event)
+    return found
+
+
+def _crash_looping(machine_id: str, crashes: Sequence[MachineEvent]) -> DeployFailed:
+    request = crashes[0].request if isinstance(crashes[0].request, dict) else {}
+    exit_event = request.get("exit_event") if isinstance(request.get("exit_event"), dict) else {}
+    assert isinstance(exit_event, dict)
+    why = (
+        "out of memory"
+        if exit_event.get("oom_killed")
+        else (f"exit code {exit_event.get('exit_code', '?')}")
+    )
+    return DeployFailed(
+        f"machine {machine_id} is crash-looping: exited {len(crashes)} times ({why}).",
+        machine_id,
+    )
+
+
+_HTTP_OUTPUT = re.compile(r"HTTP \w+ https?://[^/\s]+(/\S*): (\d{3})")
+
+
+def _short(failing: Sequence[CheckStatus]) -> str:
+    """ "HTTP 500 on /healthz" for an HTTP check's output, else its first words."""
+    parts = []
+    for check in failing[:2]:
+        output = (check.output or "").strip()
+        match = _HTTP_OUTPUT.search(output)
+        parts.append(f"HTTP {match.group(2)} on {match.group(1)}" if match else output[:80])
+    return "; ".join(p for p in parts if p) or "no output yet"
+
+
+def _check_detail(
+    failing: Sequence[CheckStatus], registered: bool, expected: int, state: str | None
+) -> str:
+    if not registered:
+        return f"{expected} check(s) declared, Fly reports {len(failing)} so far (state {state})"
+    return (
+        "; ".join(f"{c.name}: {c.status}: {(c.output or '').strip()[:300]}" for c in failing)
+        or f"state {state}"
+    )
 
 
 class Deployer:
@@ -456,6 +577,8 @@ class Deployer:
             error = self._describe(exc)
             await safe.step(f"✗ {error}", "error")
             outcome = await self._after_failure(run)
+            if run.after_failure:
+                error = f"{error}; {run.after_failure}"
         finally:
             if refresher is not None:
                 refresher.cancel()
@@ -645,7 +768,15 @@ class Deployer:
             lease_nonce=run.leases.nonce(machine.id),
             skip_launch=True if machine.state == "stopped" else None,
         )
-        run.updated.append(_Updated(machine.id, old, old.get("image", ""), machine.region or ""))
+        run.updated.append(
+            _Updated(
+                machine.id,
+                old,
+                old.get("image", ""),
+                machine.region or "",
+                was_stopped=machine.state == "stopped",
+            )
+        )
         return updated
 
     async def _create(
@@ -690,10 +821,27 @@ class Deployer:
                 )
         self.fly.uncertain_launches -= uncertain
 
-    async def _wait_healthy(self, run: _Run, machine: Machine, *, checks: bool = True) -> None:
-        """Wait for `started` at the new version, then for every check to pass."""
-        app, deadline = run.plan.app, time.monotonic() + run.plan.wait_timeout.total_seconds()
-        since_ms = int(time.time() * 1000) - 1000
+    async def _wait_healthy(
+        self,
+        run: _Run,
+        machine: Machine,
+        label: str = "",
+        *,
+        fail_fast: bool | None = None,
+    ) -> None:
+        """Wait for `started` at the new version, then for every check the machine's config
+        declares to pass (Fly may list checks late: an empty list is not "all passing").
+
+        Looks at the machine in step with its checks: first when their grace period ends,
+        then once per interval (Fly runs a check no more often). Crash loops are counted
+        from Fly's own events, newer by Fly's clock than the change that started them, and
+        only exits nobody asked for. While checks fail the thread is told how long and why;
+        with the stage's `fail_fast`, every check critical for three intervals fails it."""
+        app = run.plan.app
+        timeout = run.plan.wait_timeout.total_seconds()
+        deadline = time.monotonic() + timeout
+        since = _newest_event(machine)
+        label = label or machine.id
         try:
             await self.fly.wait_for_state(
                 app,
@@ -704,55 +852,79 @@ class Deployer:
             )
         except FlyAPIError as exc:
             current = await self.fly.get_machine(app, machine.id)
+            crashes = _crashes(current.events, since)
+            if len(crashes) >= self.timing.crash_exits:
+                raise _crash_looping(machine.id, crashes) from None
             raise DeployFailed(
                 f"machine {machine.id} did not start ({current.state}): {exc.message}", machine.id
             ) from None
-        pause = self.timing.first_poll
+        checks = _CheckPace.of(machine.config.to_json() if machine.config else {}, self.timing)
+        if checks.count == 0:
+            return  # judged by state alone, as flyctl does for a machine without checks
+        fail_fast = run.plan.fail_fast if fail_fast is None else fail_fast
+        started = time.monotonic()
+        await asyncio.sleep(max(0.0, min(checks.grace, deadline - started)))
+        unhealthy_since: float | None = None
+        critical_since: float | None = None
         while True:
             current = await self.fly.get_machine(app, machine.id)
-            exits = [
-                e for e in current.events if e.type == "exit" and (e.timestamp or 0) >= since_ms
-            ]
-            if len(exits) >= self.timing.crash_exits:
-                code = (exits[0].request or {}).get("exit_event", {}).get("exit_code", "?")
-                raise DeployFailed(
-                    f"machine {machine.id} is crash-looping: exited "
-                    f"{len(exits)} times (exit code {code}).",
-                    machine.id,
-                )
+            crashes = _crashes(current.events, since)
+            if len(crashes) >= self.timing.crash_exits:
+                raise _crash_looping(machine.id, crashes)
             if current.state in ("stopped", "failed", "destroyed"):
                 raise DeployFailed(
                     f"machine {machine.id} went {current.state} after starting.", machine.id
                 )
+            registered = len(current.checks) >= checks.count
             failing = [c for c in current.checks if c.status != "passing"]
-            if current.state == "started" and (not checks or not failing):
+            if current.state == "started" and registered and not failing:
                 return
-            if time.monotonic() >= deadline:
-                detail = (
-                    "; ".join(
-                        f"{c.name}: {c.status}: {(c.output or '').strip()[:300]}" for c in failing
-                    )
-                    or f"state {current.state}"
-                )
+            now = time.monotonic()
+            unhealthy_since = unhealthy_since or now
+            all_critical = registered and all(c.status == "critical" for c in current.checks)
+            critical_since = (critical_since or now) if all_critical else None
+            detail = _check_detail(failing, registered, checks.count, current.state)
+            if critical_since is not None and (
+                fail_fast and now - critical_since >= 3 * checks.interval
+            ):
                 raise DeployFailed(
-                    f"machine {machine.id} not healthy within "
-                    f"{int(run.plan.wait_timeout.total_seconds())}s — {detail}",
+                    f"machine {machine.id}: every check critical for three intervals "
+                    f"(fail_fast) — {detail}",
                     machine.id,
                 )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.timing.check_poll)
+            if now >= deadline:
+                raise DeployFailed(
+                    f"machine {machine.id} not healthy within {int(timeout)}s — {detail}",
+                    machine.id,
+                )
+            worst = "critical" if critical_since is not None else "not passing"
+            await run.reporter.status(
+                f"{label}: checks {worst} for {format_elapsed(now - unhealthy_since)}: "
+                f"{_short(failing)}"
+                if failing
+                else f"{label}: waiting for {checks.count - len(current.checks)} check(s) "
+                "to be registered"
+            )
+            await asyncio.sleep(min(checks.interval, max(0.0, deadline - now)))
 
     async def _machine_done(self, run: _Run, text: str) -> None:
         run.done += 1
         await run.reporter.step(text)
         await run.reporter.progress(run.done, run.total)
 
+    @staticmethod
+    def _label(group: GroupPlan, machine: Machine) -> str:
+        """ "web 2/4": the machine's place in its group, as the thread names it."""
+        place = next((i for i, m in enumerate(group.update, 1) if m.id == machine.id), 0)
+        total = len(group.update) + len(group.create_regions)
+        return f"{group.group} {place}/{total} ({machine.id})" if place else machine.id
+
     async def _update_and_wait(self, run: _Run, group: GroupPlan, machine: Machine) -> None:
         updated = await self._update(run, group, machine)
         if machine.state == "stopped":
             await self._machine_done(run, f"{machine.id} ({machine.region}) updated, stays stopped")
             return
-        await self._wait_healthy(run, updated)
+        await self._wait_healthy(run, updated, self._label(group, machine))
         await self._machine_done(
             run, f"✓ {machine.id} ({machine.region}) healthy on {run.plan.image_name}"
         )
@@ -761,7 +933,7 @@ class Deployer:
         for region in group.create_regions:
             machine = await self._create(run, group, region)
             if wait:
-                await self._wait_healthy(run, machine)
+                await self._wait_healthy(run, machine, f"{group.group} new ({machine.id})")
             await self._machine_done(run, f"✓ {machine.id} ({region}) created for [{group.group}]")
 
     # --- strategies --------------------------------------------------------------------
@@ -811,7 +983,7 @@ class Deployer:
                 )
                 await run.reporter.step(f"[{group.group}] canary {canary.id} created")
                 try:
-                    await self._wait_healthy(run, canary)
+                    await self._wait_healthy(run, canary, f"{group.group} canary ({canary.id})")
                 finally:
                     await self._destroy(run, canary.id, nonce=None)
                     run.created.remove(canary.id)
@@ -835,7 +1007,10 @@ class Deployer:
                 f"{len(greens)} green machine(s) created; waiting for all "
                 "to be healthy before they take traffic"
             )
-            await settle(self._wait_healthy(run, green) for _, _, green in greens)
+            await settle(
+                self._wait_healthy(run, green, f"{group.group} green ({green.id})")
+                for group, _, green in greens
+            )
         except (DeployFailed, FlyAPIError):
             await run.reporter.step(
                 "Removing the green machines; the blue ones keep serving.", "warning"
@@ -845,17 +1020,64 @@ class Deployer:
                     await self._destroy(run, green.id, nonce=None)
             run.created.clear()
             raise
-        for _, _, green in greens:
-            await self.fly.uncordon_machine(run.plan.app, green.id)
-        await run.reporter.step("✓ greens are healthy and take traffic; retiring the blues")
-        for _, blue, green in greens:
-            nonce = run.leases.nonce(blue.id)
-            with contextlib.suppress(FlyAPIError):
-                await self.fly.cordon_machine(run.plan.app, blue.id, lease_nonce=nonce)
-            await self._destroy(run, blue.id, nonce=nonce)
-            await self._machine_done(run, f"✓ {green.id} ({green.region}) replaced {blue.id}")
+        await settle(self.fly.uncordon_machine(run.plan.app, green.id) for _, _, green in greens)
+        await run.reporter.step(
+            "✓ greens are healthy and take traffic; retiring the blues: cordon, drain, stop, "
+            "destroy"
+        )
+        await self._retire_blues(run, greens)
         for group in run.plan.groups:
             await self._create_new(run, group)
+
+    async def _retire_blues(
+        self, run: _Run, greens: Sequence[tuple[GroupPlan, Machine, Machine]]
+    ) -> None:
+        """As flyctl: give the proxy time to see the greens, cordon the blues so it sends them
+        nothing new, let what is in flight drain, stop them, wait for `stopped`, destroy.
+        A blue that will not go is reported with the command to remove it; the greens
+        already serve, so it does not fail the deploy."""
+        app = run.plan.app
+        await asyncio.sleep(self.timing.proxy_settle)
+
+        async def cordon(blue: Machine) -> None:
+            try:
+                await self.fly.cordon_machine(app, blue.id, lease_nonce=run.leases.nonce(blue.id))
+            except (FlyAPIError, DeployFailed) as exc:
+                log.warning("deploy %s: cordoning blue %s failed: %s", app, blue.id, exc)
+
+        await asyncio.gather(*(cordon(blue) for _, blue, _ in greens))
+        await asyncio.sleep(self.timing.drain)
+        problems = await asyncio.gather(*(self._retire(run, blue) for _, blue, _ in greens))
+        for (_, blue, green), problem in zip(greens, problems, strict=True):
+            if problem:
+                await run.reporter.step(
+                    f"⚠ blue {blue.id} could not be removed ({problem}); {green.id} serves in "
+                    f"its place. Remove it with `fly machine destroy --force {blue.id} -a {app}`.",
+                    "warning",
+                )
+            await self._machine_done(run, f"✓ {green.id} ({green.region}) replaced {blue.id}")
+
+    async def _retire(self, run: _Run, blue: Machine) -> str:
+        """Stop, wait, destroy one blue: '' when it is gone, else why not."""
+        app = run.plan.app
+        try:
+            nonce = run.leases.nonce(blue.id)
+        except DeployFailed as exc:
+            return str(exc)
+        try:
+            if blue.state != "stopped":
+                await self.fly.stop_machine(app, blue.id, lease_nonce=nonce)
+                await self.fly.wait_for_state(
+                    app, blue.id, "stopped", timeout=run.plan.wait_timeout.total_seconds()
+                )
+            await self.fly.delete_machine(app, blue.id, lease_nonce=nonce)
+        except FlyAPIError as exc:
+            try:  # it will not stop (or not in time): take it down the hard way
+                await self.fly.delete_machine(app, blue.id, force=True, lease_nonce=nonce)
+            except FlyAPIError as again:
+                return f"{exc.message}; then {again.message}"
+        run.leases.forget(blue.id)
+        return ""
 
     async def _destroy(self, run: _Run, machine_id: str, nonce: str | None) -> None:
         self._check_claim(run)
@@ -930,28 +1152,34 @@ class Deployer:
         for item in reversed(run.updated):
             if run.claim_lost:
                 break
+            old_image = without_digest(item.old_image)
             try:
                 machine = await self.fly.update_machine(
                     run.plan.app,
                     item.machine_id,
                     item.old_config,
                     lease_nonce=run.leases.nonce(item.machine_id),
+                    skip_launch=True if item.was_stopped else None,
                 )
-                await self.fly.wait_for_state(
-                    run.plan.app,
-                    item.machine_id,
-                    "started",
-                    version=machine.version,
-                    timeout=run.plan.wait_timeout.total_seconds(),
-                )
+                if not item.was_stopped:
+                    # Back on the old version is not back in service: its checks must pass
+                    # too, or the thread would say "rolled back" over machines still failing.
+                    await self._wait_healthy(run, machine, f"rollback of {item.machine_id}")
                 await run.reporter.step(
-                    f"↩ {item.machine_id} ({item.region}) back on {without_digest(item.old_image)}"
+                    f"↩ {item.machine_id} ({item.region}) back on {old_image}"
+                    + (", stays stopped" if item.was_stopped else ", healthy")
                 )
-            except FlyAPIError as exc:
+            except (FlyAPIError, DeployFailed) as exc:
                 failed.append(item.machine_id)
+                reason = exc.message if isinstance(exc, FlyAPIError) else str(exc)
                 await run.reporter.step(
-                    f"✗ {item.machine_id} could not be rolled back: {exc.message}", "error"
+                    f"✗ {item.machine_id} did not come back healthy on {old_image}: {reason}",
+                    "error",
                 )
+        if failed:
+            run.after_failure = (
+                f"the rollback did not bring {', '.join(failed)} back healthy on the old version"
+            )
         for machine_id in run.created:
             with contextlib.suppress(FlyAPIError):
                 await self._destroy(run, machine_id, nonce=None)

@@ -313,10 +313,19 @@ async def make_plan(
         for group, config in wanted.items()
     )
     destroy = tuple(m for g, ms in sorted(by_group.items()) if g not in wanted for m in ms)
-    if chosen == "bluegreen" and not all(g.has_checks for g in groups if g.update):
+    judged_by_state = [
+        g.group for g in groups if (g.update or g.create_regions) and not g.has_checks
+    ]
+    if chosen == "bluegreen" and not any(g.has_checks for g in groups if g.update):
         raise PlanError(
-            "bluegreen needs a health check on every process group it updates; "
-            "add one in fly.toml or use --strategy rolling."
+            "bluegreen needs a health check in at least one process group it updates (the "
+            "greens take traffic only once healthy); add one in fly.toml or use --strategy "
+            "rolling."
+        )
+    if judged_by_state:
+        notes.append(
+            f"⚠ No health checks in [{', '.join(judged_by_state)}]: those machines count as "
+            "healthy once started (judged by state alone)."
         )
     if chosen == "canary" and any(g.config.get("mounts") for g in groups):
         raise PlanError("canary cannot be used with volumes (mounts); use rolling.")
@@ -339,5 +348,6 @@ async def make_plan(
         config_hash=_hash_configs(wanted),
         stage_hash=stage_config.config_hash(),
         rollback_on_failure=stage.policy.rollback_on_failure,
+        fail_fast=stage.policy.fail_fast,
         notes=tuple(notes),
     )

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,15 +109,21 @@ async def test_a_deploy_killed_midway_is_closed_by_a_running_process_and_frees_i
 
         # A second process on the same host: its heartbeat sweep closes the dead deploy.
         second = shell(tmp_path, server.base_url, config)
+        assert second.stdin is not None and second.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(second.stdout or []), daemon=True)
+        reader.start()
+        notice = "flybot restarted in the middle of this deploy: v1 is marked interrupted"
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            after = release_state(tmp_path)
-            if after is not None and after.state != "running":
-                break
+        while time.monotonic() < deadline and not any(notice in line for line in lines):
             time.sleep(0.1)
-        out, err = second.communicate("releases shop staging\n", timeout=60)
-        assert second.returncode == 0, err
-        assert "flybot restarted in the middle of this deploy: v1 is marked interrupted" in out
+        second.stdin.write("releases shop staging\n")
+        second.stdin.close()
+        second.wait(timeout=60)
+        reader.join(timeout=10)
+        out = "".join(lines)
+        assert second.returncode == 0, second.stderr.read() if second.stderr else ""
+        assert notice in out
         assert "v1  interrupted" in out
         after = release_state(tmp_path)
         assert after is not None and after.state == "interrupted" and after.leases_json == "{}"

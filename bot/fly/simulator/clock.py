@@ -17,7 +17,10 @@ class SimulatorTiming:
     stop_s: float = 0.05  # stopping -> stopped (also suspending -> suspended)
     update_s: float = 0.05  # replacing/updating before the new version boots
     destroy_s: float = 0.1  # destroying -> destroyed
-    check_grace_s: float = 0.2  # checks are "warning" this long after a start
+    check_grace_s: float = 0.2  # checks are "warning" this long after a start (no grace set)
+    check_interval_s: float = 0.1  # a check runs this often when its config gives no interval
+    check_time_scale: float = 1.0  # configured grace periods and intervals, times this
+    check_register_s: float = 0.0  # checks are not listed at all this long after a start
     crash_after_s: float = 0.15  # a crashloop image exits this long after each start
     restart_delay_s: float = 0.1  # between an exit and the restart
     task_s: float = 0.1  # an auto_destroy machine (release command) runs this long
@@ -25,6 +28,7 @@ class SimulatorTiming:
     wait_poll_s: float = 0.01  # how often a wait call looks at the machine
     lease_ttl_s: int = 30  # a lease request without ttl
     list_lag_s: float = 0.0  # a new machine is missing from listings this long (Fly lags)
+    proxy_drain_s: float = 2.0  # after a cordon, the proxy's requests in flight take this long
 
     @classmethod
     def fast(cls) -> SimulatorTiming:
@@ -36,11 +40,14 @@ class SimulatorTiming:
             update_s=0.02,
             destroy_s=0.03,
             check_grace_s=0.05,
+            check_interval_s=0.02,
+            check_time_scale=0.05,
             crash_after_s=0.05,
             restart_delay_s=0.03,
             task_s=0.03,
             hang_s=5.0,
             wait_poll_s=0.005,
+            proxy_drain_s=0.03,
         )
 
     @classmethod
@@ -52,6 +59,7 @@ class SimulatorTiming:
             update_s=0.8,
             destroy_s=2.0,
             check_grace_s=5.0,
+            check_interval_s=15.0,
             crash_after_s=1.5,
             restart_delay_s=1.0,
             task_s=3.0,

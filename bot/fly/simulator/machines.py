@@ -44,6 +44,8 @@ class CheckSpec:
     port: int
     method: str
     path: str
+    grace: float | None = None  # seconds, as configured (None: the simulator's default)
+    interval: float | None = None
 
 
 @dataclass
@@ -62,6 +64,7 @@ class SimMachine:
     state: str = "created"
     events: list[dict[str, Any]] = field(default_factory=list)
     cordoned: bool = False
+    cordoned_at: float | None = None
     lease: Lease | None = None
     started_at: float | None = None
     next_at: float | None = None
@@ -71,6 +74,7 @@ class SimMachine:
     secrets_version: int = 0
     destroyed_at: float | None = None
     lapsed: list[Lease] = field(default_factory=list)  # leases that ran out while held
+    ready_s: float | None = None  # the app answers its checks this long after a start
     digest: str = ""  # what the image resolved to when the machine was created or updated
     bits: str = ""  # the tag reference whose traits those bits carry (broken, crashloop)
 
@@ -135,6 +139,15 @@ class SimMachine:
         return specs
 
     def checks(self, now: float, timing: SimulatorTiming) -> list[dict[str, Any]]:
+        """As Fly reports them. Checks appear only `check_register_s` after a start (Fly
+        registers them late), show "warning" until their grace period ends, and then hold
+        the result of their last run: Fly runs a check once per interval."""
+        if (
+            timing.check_register_s
+            and self.started_at is not None
+            and now - self.started_at < timing.check_register_s
+        ):
+            return []
         out = []
         for spec in self.check_specs():
             status, output, since = self._check_result(spec, now, timing)
@@ -148,24 +161,31 @@ class SimMachine:
     ) -> tuple[str, str, float]:
         if self.state != "started" or self.started_at is None:
             return "critical", f"the machine is {self.state}", self.updated_at or self.created_at
-        if now - self.started_at < timing.check_grace_s:
+        scale = timing.check_time_scale
+        grace = timing.check_grace_s if spec.grace is None else spec.grace * scale
+        interval = timing.check_interval_s if spec.interval is None else spec.interval * scale
+        first = self.started_at + grace
+        if now < first:
             return "warning", "waiting for status update", self.started_at
-        since = self.started_at + timing.check_grace_s
+        ran = first + ((now - first) // max(interval, 1e-3)) * max(interval, 1e-3)
         target = f"{self.vm_ip}:{spec.port}"
         if is_crashloop(self.traits):
-            return "critical", f"dial tcp {target}: connect: connection refused", since
+            return "critical", f"dial tcp {target}: connect: connection refused", ran
+        ready = self.started_at + (self.ready_s or 0.0)
         if spec.type == "http":
             url = f"{spec.method} http://{target}{spec.path}"
             if is_broken(self.traits):
                 return (
                     "critical",
                     f'HTTP {url}: 500 Internal Server Error Output: "database unavailable"',
-                    since,
+                    ran,
                 )
-            return "passing", f'HTTP {url}: 200 OK Output: "ok"', since
-        if is_broken(self.traits):
-            return "critical", f"dial tcp {target}: connect: connection refused", since
-        return "passing", f"TCP connect {target}: Success", since
+            if ran < ready:
+                return "critical", f"HTTP {url}: dial tcp {target}: connection refused", ran
+            return "passing", f'HTTP {url}: 200 OK Output: "ok"', ran
+        if is_broken(self.traits) or ran < ready:
+            return "critical", f"dial tcp {target}: connect: connection refused", ran
+        return "passing", f"TCP connect {target}: Success", ran
 
     def healthy(self, now: float, timing: SimulatorTiming) -> bool:
         return self.state == "started" and all(
@@ -310,7 +330,34 @@ def _spec(name: str, check: dict[str, Any], *, default_port: int) -> CheckSpec:
         port=int(check.get("port") or default_port),
         method=str(check.get("method") or "GET").upper(),
         path=str(check.get("path") or "/"),
+        grace=_seconds(check.get("grace_period")),
+        interval=_seconds(check.get("interval")),
     )
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(value: Any) -> float | None:
+    """A Go duration as fly.toml writes them ("500ms", "1s", "1m30s"), None if absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    total, number = 0.0, ""
+    text = value.strip()
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isdigit() or char == ".":
+            number += char
+            index += 1
+            continue
+        unit = "ms" if text.startswith("ms", index) else char
+        if unit not in _UNITS or not number:
+            return None
+        total += float(number) * _UNITS[unit]
+        number = ""
+        index += len(unit)
+    return total if not number else None
 
 
 def _task_fails(config: dict[str, Any], traits: str) -> bool:

@@ -180,6 +180,12 @@ class FlySimulator:
                     if machine.id == key or (image and canonical(machine.image) == key):
                         machine.start_s = seconds
 
+    def set_ready_after(self, seconds: float, *, image: str) -> None:
+        """Machines of `image` started from now on answer their health checks only this long
+        after they start (a slow-booting app): before that, checks are critical."""
+        with self.lock:
+            self.state.ready_overrides[canonical(image)] = seconds
+
     def set_timing(self, **changes: Any) -> SimulatorTiming:
         """Change how long things take from now on (e.g. `list_lag_s=0.5`)."""
         with self.lock:
@@ -202,6 +208,12 @@ class FlySimulator:
         with self.lock:
             found, _ = self.state.list_machines(app, include_deleted=include_deleted)
             return [self.state.machine_json(m) for m in found]
+
+    def dropped_requests(self) -> list[tuple[str, str]]:
+        """(machine id, how) of every machine taken down while the proxy still sent it
+        requests: stopped or force-destroyed uncordoned, or before its requests drained."""
+        with self.lock:
+            return list(self.state.dropped)
 
     def lease_lapses(self) -> list[tuple[str, str]]:
         """(machine id, lease description) of every lease that ran out while held: its

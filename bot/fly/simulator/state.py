@@ -189,6 +189,10 @@ class SimState:
         self.apps: dict[str, SimApp] = {}
         self.registry = Registry()
         self.start_overrides: dict[str, float] = {}  # image (canonical) -> start seconds
+        self.ready_overrides: dict[str, float] = {}  # image (canonical) -> app boot seconds
+        # (machine id, what happened): a machine taken down while the proxy still sent it
+        # requests (not cordoned, or cordoned too recently for them to drain)
+        self.dropped: list[tuple[str, str]] = []
         self._seq = 0
         self.ensure_org(personal_org)
 
@@ -379,6 +383,7 @@ class SimState:
         """Resolve the machine's image now, as Fly does at create and update time."""
         machine.digest = self.registry.digest_of(machine.image) or ""
         machine.bits = self.registry.traits_of(machine.image)
+        machine.ready_s = self.ready_overrides.get(canonical(machine.image))
 
     def create_machine(self, app_name: str, body: dict[str, Any]) -> tuple[SimMachine, str | None]:
         app = self.app(app_name)
@@ -405,6 +410,7 @@ class SimState:
             updated_at=now,
             seq=self._seq,
             cordoned=bool(body.get("skip_service_registration")),
+            cordoned_at=now if body.get("skip_service_registration") else None,
             secrets_version=secrets_version,
         )
         self._pull(machine)
@@ -474,11 +480,26 @@ class SimState:
             machine.boot(now, self.timing)
         return {"previous_state": previous, "migrated": False, "new_host": ""}
 
+    def _drops(self, machine: SimMachine, what: str) -> None:
+        """Record requests dropped by taking `machine` down while it is in service."""
+        if machine.state != "started" or not machine.config.get("services"):
+            return
+        now = self.now()
+        drained = machine.cordoned and (
+            machine.cordoned_at is not None
+            and now - machine.cordoned_at >= self.timing.proxy_drain_s
+        )
+        if not drained:
+            why = "not cordoned" if not machine.cordoned else "cordoned too recently to drain"
+            self.dropped.append((machine.id, f"{what} while in service ({why})"))
+
     def stop_machine(
         self, app_name: str, machine_id: str, nonce: str | None, *, suspend: bool = False
     ) -> None:
         machine = self._changeable(app_name, machine_id)
         self._check_lease(machine, nonce)
+        if machine.state == "started":
+            self._drops(machine, "suspended" if suspend else "stopped")
         if machine.state in ("stopped", "suspended", "stopping", "suspending"):
             return
         now = self.now()
@@ -509,6 +530,8 @@ class SimState:
     def cordon(self, app_name: str, machine_id: str, nonce: str | None, on: bool) -> None:
         machine = self._changeable(app_name, machine_id)
         self._check_lease(machine, nonce)
+        if on and not machine.cordoned:
+            machine.cordoned_at = self.now()
         machine.cordoned = on
 
     def delete_machine(
@@ -518,6 +541,8 @@ class SimState:
         self._check_lease(machine, nonce)
         if machine.state == "destroying":
             return
+        if force:
+            self._drops(machine, "destroyed with force")
         if not force and machine.state not in ("stopped", "suspended", "created", "failed"):
             raise SimError(
                 412,
