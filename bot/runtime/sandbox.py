@@ -39,14 +39,16 @@ def seed_people(settings: Settings) -> None:
 
 def run_sandbox(user: str) -> int:
     from adapters.shell.session import run_shell
-    from bot.fly.simulator import FlySimulator, serve_in_thread
+    from bot.fly.simulator import FlySimulator, SimulatorTiming, serve_in_thread
     from bot.runtime import Runtime
 
     config = EXAMPLES / "flybot.toml"
     if not config.is_file():
         print(f"flybot sandbox: the demo project is missing ({config}); run it from a checkout.")
         return 2
-    simulator = FlySimulator(seed=0)
+    # A sped-up world: fly.toml's check grace periods and intervals pass ten times faster
+    # for the simulator and the engine alike.
+    simulator = FlySimulator(seed=0, timing=SimulatorTiming(check_time_scale=0.1))
     simulator.seed_demo()
     server = serve_in_thread(simulator, port=0)
     with tempfile.TemporaryDirectory(prefix="flybot-sandbox-") as scratch:
@@ -61,7 +63,10 @@ def run_sandbox(user: str) -> int:
             fly_api_token="sandbox-token",
         )
         seed_people(settings)
-        runtime = Runtime.from_settings(settings, EngineTiming(lease_refresh=2.0, check_poll=0.2))
+        timing = EngineTiming(
+            lease_refresh=2.0, check_poll=0.2, check_pace=0.1, proxy_settle=1.0, drain=1.0
+        )
+        runtime = Runtime.from_settings(settings, timing)
         try:
             asyncio.run(run_shell(runtime, user, banner=BANNER.format(org=DEMO_ORG)))
         finally:
