@@ -264,8 +264,9 @@ class Registry:
         verb = words[0].lower()
         family = self.family(verb)
         if not family:
+            shown = " ".join(words[0].split()) or repr(words[0])  # a quoted "\n" stays one line
             raise UsageError(
-                f"Unknown command '{words[0]}'.{suggest(verb, self.verbs)} "
+                f"Unknown command '{shown}'.{suggest(verb, self.verbs)} "
                 f"Commands: {', '.join(self.verbs)}."
             )
         if len(words) >= 2 and (verb, words[1].lower()) in self.commands:
