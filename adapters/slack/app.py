@@ -21,11 +21,13 @@ delivery id, which the pipeline claims in the database: a retry never runs a com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -66,6 +68,18 @@ class _IgnoredTokenNotice(logging.Filter):
 _TOKEN_NOTICE = _IgnoredTokenNotice()
 
 
+class _SocketMode(AsyncSocketModeHandler):
+    """bolt's Socket Mode handler, telling the worker while an envelope is being acked."""
+
+    def __init__(self, worker: Worker, *args: Any, **kwargs: Any) -> None:
+        self.worker = worker
+        super().__init__(*args, **kwargs)
+
+    async def handle(self, client: Any, req: Any) -> None:
+        with self.worker.answering():
+            await super().handle(client, req)
+
+
 class SlackSetupError(Exception):
     """Slack refused the tokens, or a setting is missing: one line that says which."""
 
@@ -77,8 +91,34 @@ class BotIdentity:
     bot_id: str
 
 
+class Worker(Protocol):
+    """Where the work after an acknowledgement runs: the runtime's job runner, or (in
+    `flybot run`) a loop of its own, so no command's database or Fly call delays an ack."""
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> object: ...
+
+    def answering(self) -> AbstractContextManager[None]:
+        """Marks one delivery being read and acknowledged."""
+        ...
+
+
+class _SameLoop:
+    """The default worker: the runtime's jobs, on the serving loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.jobs = runtime.services.jobs
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> object:
+        return self.jobs.spawn(coroutine, name)
+
+    def answering(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 class SlackAdapter:
-    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+    def __init__(
+        self, runtime: Runtime, settings: Settings, worker: Worker | None = None
+    ) -> None:
         if not settings.slack_bot_token:
             raise SlackSetupError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions).")
         if not settings.slack_app_token and not settings.slack_signing_secret:
@@ -87,6 +127,7 @@ class SlackAdapter:
                 "or set SLACK_APP_TOKEN (xapp-…) for Socket Mode."
             )
         self.runtime = runtime
+        self.worker: Worker = worker or _SameLoop(runtime)
         self.dispatcher = runtime.dispatcher
         self.services = runtime.services
         self.settings = settings
@@ -150,7 +191,8 @@ class SlackAdapter:
         self.outbox = SlackOutbox(self.client, self.identity.team_id)
         self.runtime.attach(PLATFORM, self.outbox)
         if self.socket_mode:
-            self.socket = AsyncSocketModeHandler(
+            self.socket = _SocketMode(
+                self.worker,
                 self.app,
                 self.settings.slack_app_token,
                 logger=scrubbed_logger("adapters.slack.socket_mode"),
@@ -177,8 +219,9 @@ class SlackAdapter:
 
     async def handle_http(self, request: web.Request) -> web.Response:
         """bolt's endpoint: signature checked, then the listeners below."""
-        response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        with self.worker.answering():
+            response = await self.app.async_dispatch(await to_bolt_request(request))
+            return await to_aiohttp_response(response)
 
     def _authorize(self) -> AuthorizeResult:
         assert self.identity is not None, "connect() first"
@@ -218,7 +261,7 @@ class SlackAdapter:
             if after is not None:
                 await after()
 
-        self.services.jobs.spawn(work(), name=f"slack {invocation.dedupe_key}")
+        self.worker.spawn(work(), name=f"slack {invocation.dedupe_key}")
 
     async def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
@@ -346,7 +389,7 @@ class SlackAdapter:
             tone="warning",
         )
         interaction = self._interaction(invocation, None)
-        self.services.jobs.spawn(interaction.reply_private(note), name="slack form closed")
+        self.worker.spawn(interaction.reply_private(note), name="slack form closed")
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # bolt acknowledges events itself; this runs after, and most messages are chat.
@@ -394,7 +437,7 @@ class SlackAdapter:
         user = str(event.get("user", ""))
         team = str(body.get("team_id", ""))
         name = await self._name_of(user)
-        self.services.jobs.spawn(self._home_refresher(user, team, name)(), name="slack home")
+        self.worker.spawn(self._home_refresher(user, team, name)(), name="slack home")
 
     def _home_refresher(
         self, user: str, team: str, name: str

@@ -8,6 +8,10 @@ server (aiohttp) on FLYBOT_HTTP_HOST:FLYBOT_HTTP_PORT (default 0.0.0.0:8080, as 
   (and while shutting down), with what is and is not ready;
 - `GET /metrics`: a few gauges and counters in Prometheus' text format.
 
+Two event loops: this one reads requests and acknowledges them; a second one, in a thread of
+its own (`WorkLoop`), holds the runtime — commands, deploys, the scheduler, the Fly client.
+A command's database writes and Fly calls then never sit between a request and its ack.
+
 The server listens first, so a health check sees 503 during start-up rather than nothing;
 SIGTERM or SIGINT stops it: adapters off, running work finished, the database closed.
 """
@@ -19,9 +23,10 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from sqlalchemy import text
@@ -32,6 +37,80 @@ from bot.settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 DB_CHECK_TIMEOUT = 2.0  # seconds
+T = TypeVar("T")
+
+
+ACK_FIRST_WAIT = 0.25  # seconds a new job may wait for the acks in flight to be sent
+QUIET_FOR = 0.02  # seconds without a delivery being answered that count as a lull
+
+
+class WorkLoop:
+    """An event loop in a thread: the runtime and everything commands do run there.
+
+    Acks first: both loops share one interpreter lock, so a job that starts while requests
+    are still being answered would slow their acks. A new job waits until no delivery is
+    being answered (`answering()`), for at most ACK_FIRST_WAIT, then starts regardless.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="flybot-work", daemon=True)
+        self._answering = 0
+        self._lock = threading.Lock()
+        self._quiet = threading.Event()
+        self._quiet.set()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around the reading and acknowledging of one delivery (on the serving loop)."""
+        with self._lock:
+            self._answering += 1
+            self._quiet.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering -= 1
+                if not self._answering:
+                    self._quiet.set()
+
+    async def _acks_sent(self) -> None:
+        """Until no delivery has been answered for QUIET_FOR (deliveries come in bursts:
+        one quiet instant between two is no lull), or ACK_FIRST_WAIT has passed."""
+        waited = quiet = 0.0
+        while quiet < QUIET_FOR and waited < ACK_FIRST_WAIT:
+            await asyncio.sleep(0.005)
+            waited += 0.005
+            quiet = quiet + 0.005 if self._quiet.is_set() else 0.0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    async def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the work loop and wait for it from the calling loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> object:
+        """Start `coroutine` as one of the runtime's jobs (shutdown waits for it)."""
+        jobs = self.runtime.services.jobs
+
+        async def launch() -> None:
+            await self._acks_sent()
+            jobs.spawn(coroutine, name)
+
+        return asyncio.run_coroutine_threadsafe(launch(), self.loop)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 class Adapter(Protocol):
@@ -118,9 +197,10 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
 
     stop = stop or asyncio.Event()
     server = Server(runtime)
+    work = WorkLoop(runtime)
     slack: SlackAdapter | None = None
     if settings.slack_bot_token or settings.slack_app_token or settings.slack_signing_secret:
-        slack = SlackAdapter(runtime, settings)
+        slack = SlackAdapter(runtime, settings, worker=work)
         server.adapters["slack"] = slack
     if not server.adapters:
         raise SettingsError(
@@ -133,6 +213,7 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else settings.http_port
+    work.start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -140,7 +221,7 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
     try:
         for adapter in server.adapters.values():
             await adapter.connect()
-        await runtime.start()
+        await work.call(runtime.start())
         server.ready = True
         modes = []
         if slack is not None:
@@ -161,5 +242,6 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
                 await adapter.close()
             except Exception:
                 log.exception("closing an adapter failed")
-        await runtime.stop()
+        await work.call(runtime.stop())
+        work.stop()
         await runner.cleanup()

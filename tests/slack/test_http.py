@@ -187,3 +187,21 @@ async def test_bad_slack_settings_exit_with_one_clear_line(
         assert process.returncode == 2, text
         lines = [line for line in text.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith(said), text
+
+
+async def test_every_command_is_acked_at_once_while_fly_takes_four_seconds(
+    tmp_path: Path,
+) -> None:
+    """Bolt answers 404 when a listener has not acked within 3 s; flybot acks first and
+    works after, so twenty commands whose Fly call takes 4 s are all answered 200."""
+    async with slack_world(tmp_path) as w:
+        bot = await w.start()
+        w.sim.inject("*", latency=4.0)
+        slack = w.slack
+        forms = [slash_command(slack, "status shop dev", "UALICE", "alice") for _ in range(20)]
+        async with bot.sender() as send:
+            answers = await asyncio.gather(*(send.command(form) for form in forms))
+            assert answers == [(200, "")] * 20
+            assert slack.calls_to("chat.postMessage") == []  # Fly has not answered yet
+            await slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) == 20, 60)
+        assert await bot.stop() == 0
