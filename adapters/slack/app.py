@@ -58,6 +58,8 @@ from commands.reply import markup
 log = logging.getLogger(__name__)
 
 Ack = Callable[..., Awaitable[None]]
+THREAD_LOOKUPS = 6  # tries to find the request of a thread an approve/reject was typed in
+THREAD_LOOKUP_PAUSE = 0.2  # seconds, times the attempt
 
 
 class _IgnoredTokenNotice(logging.Filter):
@@ -400,10 +402,15 @@ class SlackAdapter:
         if not first or first[0].lower() not in ("approve", "reject"):
             return
         channel, thread = str(event.get("channel", "")), str(event["thread_ts"])
-        line = await asyncio.to_thread(
-            thread_reply_line, self.services.engine, PLATFORM, channel, thread, text
-        )
-        if line is None:
+        for attempt in range(THREAD_LOOKUPS):
+            line = await asyncio.to_thread(
+                thread_reply_line, self.services.engine, PLATFORM, channel, thread, text
+            )
+            if line is not None:
+                break
+            # The card may have been posted a moment ago and its thread not yet recorded.
+            await asyncio.sleep(THREAD_LOOKUP_PAUSE * (attempt + 1))
+        else:
             return
         user = str(event.get("user", ""))
         team = str(body.get("team_id") or event.get("team") or "")
