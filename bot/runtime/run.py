@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -222,6 +223,10 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
         for adapter in server.adapters.values():
             await adapter.connect()
         await work.call(runtime.start())
+        # What start-up made (modules, the registry, bolt, SQLAlchemy's caches) lives as long
+        # as the process: out of the collector's way, a full collection stays short.
+        gc.collect()
+        gc.freeze()
         server.ready = True
         modes = []
         if slack is not None:
