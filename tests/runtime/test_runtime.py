@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from sqlmodel import select
+
 from bot.clock import utcnow
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -56,10 +58,37 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
     runtime.attach("discord", discord)
     await runtime.start()  # the second adapter's start changes nothing
     assert runtime.scheduler is scheduler and scheduler is not None
-    assert sorted(job.id for job in scheduler.get_jobs()) == ["approval-sweep", "deploy-sweep"]
+    assert sorted(job.id for job in scheduler.get_jobs()) == [
+        "approval-sweep",
+        "dedupe-prune",
+        "deploy-sweep",
+    ]
     assert [kind for kind, _, _ in slack.calls] == ["update", "thread"]  # recovered once
     assert discord.calls == []
     fly = services.fly
     await runtime.stop()
     assert runtime.scheduler is None and not scheduler.running
     assert fly._http.is_closed
+
+
+async def test_the_scheduler_lets_old_delivery_ids_go(tmp_path: Path) -> None:
+    from bot.runtime.scheduler import prune_deliveries
+    from bot.store import dedupe
+    from bot.store.models import DedupeKey
+
+    runtime = Runtime.from_settings(settings(tmp_path))
+    engine = runtime.services.engine
+    assert dedupe.claim(engine, "slack:T1:command:old")
+    assert dedupe.claim(engine, "slack:T1:command:new")
+    with session_scope(engine) as session:
+        old = session.get(DedupeKey, "slack:T1:command:old")
+        assert old is not None
+        old.created_at = utcnow() - timedelta(days=3)
+        session.add(old)
+    assert runtime.scheduler is None
+    await runtime.start()
+    assert runtime.scheduler is not None and runtime.scheduler.get_job("dedupe-prune")
+    await prune_deliveries(runtime.services)
+    with session_scope(engine) as session:
+        assert [k.key for k in session.exec(select(DedupeKey))] == ["slack:T1:command:new"]
+    await runtime.stop()
