@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.slack_api import event_callback, slash_command, thread_reply
+from tests.fakes.slack_api import (
+    BOT_ID,
+    BOT_USER,
+    event_callback,
+    slash_command,
+    thread_reply,
+)
 from tests.flyharness import NEW
 from tests.slack.harness import BOB, CAROL, CHANNEL, slack_world
 from tests.slack.test_story import card_of, check_every_call
@@ -35,6 +41,8 @@ async def test_the_story_over_socket_mode_approved_by_a_typed_thread_reply(
         # … and runs nothing twice
         chatter = event_callback(thread_reply(CHANNEL, card.ts, BOB, "looks good to me"))
         await slack.deliver("events_api", chatter)
+        own = thread_reply(CHANNEL, card.ts, BOT_USER, "approve")  # the bot's own message
+        await slack.deliver("events_api", event_callback({**own, "bot_id": BOT_ID}))
         typed = event_callback(thread_reply(CHANNEL, card.ts, CAROL, "approve"))
         await slack.deliver("events_api", typed)
         await slack.deliver("events_api", typed, retry_attempt=1)
@@ -49,6 +57,8 @@ async def test_the_story_over_socket_mode_approved_by_a_typed_thread_reply(
         assert "looks good to me" not in thread  # plain chat in the thread is left alone
         assert len([m for m in slack.channel(CHANNEL) if m.thread_ts is None]) == 1
         assert slack.calls_to("users.info")  # a typed reply names its author by lookup
+        assert slack.calls_to("chat.postEphemeral") == []  # nobody was refused: the bot's
+        # own "approve" never reached the pipeline
         check_every_call(slack)
         assert await bot.stop() == 0
         assert not slack.socket_connected
