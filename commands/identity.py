@@ -12,7 +12,7 @@ from bot.clock import utcnow
 from bot.durations import format_duration
 from bot.store.engine import session_scope
 from bot.store.models import Identity, LinkRequest
-from bot.store.principals import grants_of, identities_of, merge_principals
+from bot.store.principals import LinkNotConfirmed, confirm_link, grants_of, identities_of
 from commands.context import CommandContext
 from commands.errors import CommandError
 from commands.kinds import LINK_CODE
@@ -154,16 +154,15 @@ async def _confirm(ctx: CommandContext, code: str) -> None:
     me = _my_identity(ctx)
     if request.from_identity_id != me.id:
         raise CommandError("Only the account that started this link can confirm it.")
-    if not _transition(ctx, code, "claimed", "done"):
-        raise CommandError(f"The link code {code} was already used.")
-    with session_scope(ctx.engine) as session:
-        other = session.get(Identity, request.to_identity_id)
-        if other is None:
-            raise CommandError("The other account is gone; start again with `/fly link`.")
-        merge_principals(session, keep_id=ctx.principal_id, absorb_id=other.principal_id)
-        other_key = _key(other)
+    try:
+        other = confirm_link(ctx.engine, code, me.id or 0)
+    except LinkNotConfirmed:
+        raise CommandError(
+            f"The link code {code} was already used or has expired. Start again with "
+            "`/fly link`."
+        ) from None
     await ctx.say_private(
-        f"Linked: {ctx.invocation.identity_key} and {other_key} are now one "
+        f"Linked: {ctx.invocation.identity_key} and {_key(other)} are now one "
         "person to flybot, with the roles of both.",
         tone="success",
     )

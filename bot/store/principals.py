@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import Column, delete, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
+from bot.clock import utcnow
 from bot.store.engine import session_scope
-from bot.store.models import Grant, Identity, Principal
+from bot.store.models import (
+    ApprovalRequest,
+    ApprovalVote,
+    AuditEntry,
+    Grant,
+    Identity,
+    LinkRequest,
+    Principal,
+)
 
 
 @dataclass(frozen=True)
@@ -131,21 +142,87 @@ def remove_grant(engine: Engine, principal_id: int, role: str, project: str, sta
         return True
 
 
+def principal_columns() -> list[Column[Any]]:
+    """Every column that names a principal: each foreign key to principal.id, plus the audit
+    log's principal_id (kept without a key so the log never blocks a delete). Found from the
+    tables themselves, so a new table with a principal key is re-pointed by a merge too."""
+    found: list[Column[Any]] = []
+    for table in SQLModel.metadata.sorted_tables:
+        for column in table.columns:
+            if any(fk.column.table.name == Principal.__tablename__ for fk in column.foreign_keys):
+                found.append(column)
+    found.append(AuditEntry.__table__.c.principal_id)  # type: ignore[attr-defined]
+    return found
+
+
 def merge_principals(session: Session, keep_id: int, absorb_id: int) -> None:
-    """Move every identity and grant of `absorb_id` onto `keep_id`, then drop `absorb_id`."""
+    """Make `absorb_id` one person with `keep_id`: every row naming it names `keep_id`, then
+    `absorb_id` is dropped. Runs inside the caller's transaction (all or nothing).
+
+    What would be duplicated is dropped first: a grant both held; a second vote of the one
+    person on a request; and a vote the person gave on a request now their own, since nobody
+    approves their own request (a merge must not turn an earlier click into self-approval).
+    """
     if keep_id == absorb_id:
         return
     kept = {(g.role, g.project, g.stage) for g in grants_of(session, keep_id)}
     for grant in grants_of(session, absorb_id):
         if (grant.role, grant.project, grant.stage) in kept:
             session.delete(grant)
-        else:
-            grant.principal_id = keep_id
-            session.add(grant)
-    for identity in identities_of(session, absorb_id):
-        identity.principal_id = keep_id
-        session.add(identity)
+    one_person = (keep_id, absorb_id)
+    votes = list(
+        session.exec(select(ApprovalVote).where(col(ApprovalVote.principal_id).in_(one_person)))
+    )
+    voted: set[int] = set()
+    for vote in sorted(votes, key=lambda v: (v.at, v.id or 0)):
+        if vote.request_id in voted:
+            session.delete(vote)
+        voted.add(vote.request_id)
     session.flush()
-    absorbed = session.get(Principal, absorb_id)
-    if absorbed is not None:
-        session.delete(absorbed)
+    for column in principal_columns():
+        session.execute(
+            update(column.table).where(column == absorb_id).values({column.name: keep_id})
+        )
+    own_pending = select(ApprovalRequest.id).where(
+        ApprovalRequest.requested_by == keep_id, ApprovalRequest.state == "pending"
+    )
+    session.execute(
+        delete(ApprovalVote).where(
+            col(ApprovalVote.principal_id) == keep_id,
+            col(ApprovalVote.request_id).in_(own_pending),
+        )
+    )
+    session.execute(delete(Principal).where(col(Principal.id) == absorb_id))
+
+
+class LinkNotConfirmed(Exception):
+    """The link code is not claimed, not this identity's to confirm, or has expired."""
+
+
+def confirm_link(engine: Engine, code: str, confirming_identity_id: int) -> Identity:
+    """Finish a claimed link: in one transaction, move the code from claimed to done (a
+    compare-and-set that also checks who confirms and that it has not expired) and merge the
+    other identity's principal into the confirming one's. On any failure nothing changes and
+    the code can be confirmed again. Returns the other identity."""
+    with session_scope(engine) as session:
+        moved = session.execute(
+            update(LinkRequest)
+            .where(
+                col(LinkRequest.code) == code,
+                col(LinkRequest.state) == "claimed",
+                col(LinkRequest.from_identity_id) == confirming_identity_id,
+                col(LinkRequest.expires_at) > utcnow(),
+            )
+            .values(state="done")
+        )
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            raise LinkNotConfirmed(code)
+        request = session.get(LinkRequest, code)
+        me = session.get(Identity, confirming_identity_id)
+        other = session.get(Identity, request.to_identity_id) if request else None
+        if me is None or other is None:
+            raise LinkNotConfirmed(code)
+        merge_principals(session, keep_id=me.principal_id, absorb_id=other.principal_id)
+        session.flush()
+        session.refresh(other)
+        return other
