@@ -7,6 +7,7 @@ stage's Fly app. flybot.toml gives the folder, the stage order and each stage's 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -15,13 +16,14 @@ from typing import Any
 
 import tomlkit
 from sqlalchemy.engine import Engine
-from sqlmodel import delete, select
+from sqlmodel import select
 from tomlkit.exceptions import ParseError
 
 from bot.durations import parse_duration
 from bot.freeze import FreezeWindow
 from bot.store.engine import session_scope
 from bot.store.models import ProjectRow, StageRow
+from bot.store.startup import exclusive
 
 # The verbs a stage's `guarded` list may name: every verb the command layer declares
 # guardable is one of these (a test holds the registry to it), so a typo such as "Deploy"
@@ -44,6 +46,7 @@ POLICY_KEYS = (
 )
 PROJECT_KEYS = ("order", "path", "stages")
 TOP_LEVEL_KEYS = ("admins", "projects")
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -95,6 +98,7 @@ class Project:
 class Catalog:
     projects: dict[str, Project] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
+    source: str = ""  # the flybot.toml it was read from, resolved ("" for none)
 
     def project(self, name: str) -> Project | None:
         return self.projects.get(name)
@@ -341,7 +345,9 @@ def load_catalog(config_path: Path | None) -> Catalog:
             for position, stage_name in enumerate(order)
         )
         projects[name] = Project(name=name, path=folder, stages=stages)
-    catalog = Catalog(projects=projects, admins=tuple(admins))
+    catalog = Catalog(
+        projects=projects, admins=tuple(admins), source=str(config_path.resolve())
+    )
     _one_stage_per_app(catalog)
     return catalog
 
@@ -362,27 +368,60 @@ def _one_stage_per_app(catalog: Catalog) -> None:
                 )
 
 
-def sync_catalog(engine: Engine, catalog: Catalog) -> None:
-    """Mirror the catalog into the database, so every bot instance and the audit log agree."""
-    with session_scope(engine) as session:
-        session.exec(delete(StageRow))
-        existing = {p.name for p in session.exec(select(ProjectRow))}
-        for gone in existing - set(catalog.projects):
-            row = session.get(ProjectRow, gone)
-            if row is not None:
-                session.delete(row)
+def sync_catalog(engine: Engine, catalog: Catalog, source: str | None = None) -> None:
+    """Mirror the catalog into the database, so every bot instance and the audit log agree.
+
+    An upsert, one instance at a time: rows are updated in place, and a sync removes only the
+    rows its own flybot.toml (`source`, by default the catalog's file) wrote before and no
+    longer lists, so instances started with different files never delete each other's
+    projects. Rows from before sources were recorded (source "") count as anyone's."""
+    source = catalog.source if source is None else source
+    with exclusive(engine, "catalog"), session_scope(engine) as session:
+        stages = {(s.project, s.name): s for s in session.exec(select(StageRow))}
+        projects = {p.name: p for p in session.exec(select(ProjectRow))}
+        for project in catalog.projects.values():
+            row = projects.get(project.name)
+            if row is None:
+                row = ProjectRow(name=project.name, path=str(project.path), source=source)
+            else:
+                row.path, row.source = str(project.path), source
+            session.add(row)
         session.flush()
         for project in catalog.projects.values():
-            session.merge(ProjectRow(name=project.name, path=str(project.path)))
-            session.flush()
             for stage in project.stages:
-                session.add(
-                    StageRow(
-                        project=project.name,
-                        name=stage.name,
-                        position=stage.position,
-                        app=stage.app,
-                        config_file=str(stage.config_file),
-                        policy_json=stage.policy.to_json(),
+                policy_json = stage.policy.to_json()
+                stage_row = stages.get((project.name, stage.name))
+                if stage_row is None:
+                    stage_row = StageRow(project=project.name, name=stage.name)
+                elif stage_row.source not in ("", source) and (
+                    stage_row.app != stage.app or stage_row.policy_json != policy_json
+                ):
+                    log.warning(
+                        "%s/%s is defined differently by %s and %s (app %s / %s); the "
+                        "instances using them do not enforce the same policy",
+                        project.name,
+                        stage.name,
+                        stage_row.source,
+                        source,
+                        stage_row.app,
+                        stage.app,
                     )
-                )
+                stage_row.position = stage.position
+                stage_row.app = stage.app
+                stage_row.config_file = str(stage.config_file)
+                stage_row.policy_json = policy_json
+                stage_row.source = source
+                session.add(stage_row)
+        listed = {(p.name, s.name) for p in catalog.projects.values() for s in p.stages}
+        for key, old_row in stages.items():
+            if key not in listed and old_row.source in ("", source):
+                session.delete(old_row)
+        session.flush()
+        still_staged = {s.project for s in session.exec(select(StageRow))}
+        for name, project_row in projects.items():
+            if (
+                name not in catalog.projects
+                and name not in still_staged
+                and project_row.source in ("", source)
+            ):
+                session.delete(project_row)

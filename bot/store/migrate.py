@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
+from bot.store.startup import exclusive
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -19,7 +21,10 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    """Migrate to `revision`. Instances starting together take turns (bot/store/startup.py):
+    the first migrates, the others find the work done."""
+    with exclusive(engine):
+        command.upgrade(alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

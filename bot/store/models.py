@@ -50,12 +50,13 @@ class Grant(SQLModel, table=True):
 
 
 class ProjectRow(SQLModel, table=True):
-    """A project from flybot.toml, refreshed at every start."""
+    """A project from flybot.toml, mirrored at every start (an upsert)."""
 
     __tablename__ = "project"
 
     name: str = Field(primary_key=True, max_length=100)
     path: str = Field(max_length=500)
+    source: str = Field(default="", max_length=500)  # the flybot.toml that wrote it last
 
 
 class StageRow(SQLModel, table=True):
@@ -71,6 +72,9 @@ class StageRow(SQLModel, table=True):
     app: str = Field(default="", max_length=100)
     config_file: str = Field(default="", max_length=500)
     policy_json: str = Field(default="{}")
+    # The flybot.toml that wrote it last: a sync removes only rows its own file wrote, so
+    # instances started with different files do not delete each other's stages.
+    source: str = Field(default="", max_length=500)
 
 
 class AuditEntry(SQLModel, table=True):

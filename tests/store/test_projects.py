@@ -108,9 +108,15 @@ def test_projects_and_stages_are_mirrored_into_the_database(tmp_path: Path) -> N
     assert stages["prod"].app == "ping-go-prod" and stages["dev"].position == 0
     assert json.loads(stages["prod"].policy_json)["approvals"] == 1
     # A project removed from flybot.toml disappears at the next start.
-    empty = tmp_path / "flybot.toml"
-    empty.write_text("")
-    services = build_services(Settings(database_url=url, config_path=empty))
+    (tmp_path / "ping-go").mkdir()
+    config = tmp_path / "flybot.toml"
+    config.write_text('[projects.ping-go]\npath = "ping-go"\n')
+    for name in ("fly.toml", "prod.fly.toml"):
+        source = REPO / "examples" / "ping-go" / name
+        (tmp_path / "ping-go" / name).write_text(source.read_text())
+    build_services(Settings(database_url=url, config_path=config))
+    config.write_text("")
+    services = build_services(Settings(database_url=url, config_path=config))
     with session_scope(services.engine) as session:
         assert list(session.exec(select(ProjectRow))) == []
         assert list(session.exec(select(StageRow))) == []
