@@ -35,7 +35,7 @@ from bot.fly import FlyAPIError
 from bot.instance import INSTANCE_ID
 from bot.store import audit, dedupe
 from bot.store.approvals import move_request
-from bot.store.engine import session_scope
+from bot.store.engine import is_database_busy, session_scope
 from bot.store.models import ApprovalRequest, AuditEntry
 from bot.store.principals import IdentityKey, ensure_identity
 from commands import guard, requests
@@ -148,7 +148,11 @@ class Dispatcher:
         self, invocation: Invocation, interaction: Interaction, values: SecretValues
     ) -> Outcome:
         services = self.services
-        if invocation.dedupe_key and not dedupe.claim(services.engine, invocation.dedupe_key):
+        # The pipeline's own writes wait in a thread, so a SQLite file another process is
+        # writing never freezes the event loop (bot/store/engine.py).
+        if invocation.dedupe_key and not await asyncio.to_thread(
+            dedupe.claim, services.engine, invocation.dedupe_key
+        ):
             log.info("dropped a repeated delivery %s", invocation.dedupe_key)
             return Outcome("duplicate")
         try:
@@ -157,7 +161,8 @@ class Dispatcher:
         except UsageError as exc:
             await interaction.reply_private(Reply(text=str(exc), tone="error"))
             return Outcome("usage", str(exc))
-        identity = ensure_identity(
+        identity = await asyncio.to_thread(
+            ensure_identity,
             services.engine,
             IdentityKey(invocation.platform, invocation.workspace_id, invocation.user_id),
             invocation.display_name,
@@ -214,7 +219,7 @@ async def execute(ctx: CommandContext) -> Outcome:
         entry.project = None if scope[0] == ANY else scope[0]
         entry.stage = None if scope[1] == ANY else scope[1]
         if command.audited or outcome == "denied":
-            audit.record(engine, entry)
+            await asyncio.to_thread(audit.record, engine, entry)
         if reply is not None:
             await ctx.interaction.reply_private(reply)
         return Outcome(status, reply.text if reply else "")
@@ -240,8 +245,16 @@ async def execute(ctx: CommandContext) -> Outcome:
     except FlyAPIError as exc:
         message = f"Fly refused or failed: {exc}"
         return await finish("error", str(exc), Reply(message, tone="error"), "error")
-    except Exception:
+    except Exception as exc:
         ref = secrets.token_hex(4)
+        if is_database_busy(exc):
+            log.warning("command %s: the database stayed locked (ref %s)", command.name, ref)
+            busy = Reply(
+                f"The database is busy (another process is writing to it); `{command.name}` "
+                f"stopped there. Try again in a moment (ref {ref}).",
+                tone="error",
+            )
+            return await finish("error", f"database busy, ref {ref}", busy, "error")
         log.exception("command %s failed (ref %s)", command.name, ref)
         return await finish("error", f"internal error, ref {ref}", oops(ref), "error")
     return await finish("ok", entry.reason, None, "ok")
@@ -295,20 +308,24 @@ def heartbeat_every(services: Services) -> float:
     return services.deployer.timing.heartbeat if services.deployer else EngineTiming.heartbeat
 
 
+def _beat(services: Services, request_id: int, executor: str) -> None:
+    with session_scope(services.engine) as session:
+        session.execute(
+            update(ApprovalRequest)
+            .where(
+                col(ApprovalRequest.id) == request_id,
+                col(ApprovalRequest.state) == "executing",
+                col(ApprovalRequest.executor_id) == executor,
+            )
+            .values(heartbeat_at=utcnow())
+        )
+
+
 async def _heartbeat(services: Services, request_id: int, executor: str) -> None:
     while True:
         await asyncio.sleep(heartbeat_every(services))
         try:
-            with session_scope(services.engine) as session:
-                session.execute(
-                    update(ApprovalRequest)
-                    .where(
-                        col(ApprovalRequest.id) == request_id,
-                        col(ApprovalRequest.state) == "executing",
-                        col(ApprovalRequest.executor_id) == executor,
-                    )
-                    .values(heartbeat_at=utcnow())
-                )
+            await asyncio.to_thread(_beat, services, request_id, executor)
         except Exception:
             log.exception("request #%s: a heartbeat failed", request_id)
 

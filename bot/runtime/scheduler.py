@@ -5,21 +5,30 @@ router, to the platform each thread lives on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.instance import INSTANCE_ID
 from bot.runtime.recovery import recover_deploys
-from bot.store import dedupe
+from bot.store.prune import prune_if_due
 from commands.approvals import sweep
 from commands.context import Services
 
+log = logging.getLogger(__name__)
+
 APPROVAL_SWEEP_EVERY = 30.0  # seconds between sweeps of expired and stuck approval requests
-DEDUPE_PRUNE_EVERY = 3600.0  # seconds: delivery ids older than two days are let go hourly
+PRUNE_CHECK_EVERY = 300.0  # seconds between asking whether this hour's prune is claimed yet
 
 
-async def prune_deliveries(services: Services) -> None:
-    """Platform delivery ids (Slack retries come within minutes) are kept two days."""
-    await asyncio.to_thread(dedupe.prune, services.engine)
+async def prune_old_rows(services: Services) -> None:
+    """Delivery ids older than two days and spent link codes go, once an hour across all
+    instances (the run is claimed in the database; see bot/store/prune.py)."""
+    pruned = await asyncio.to_thread(prune_if_due, services.engine, INSTANCE_ID)
+    if pruned is not None and (pruned.deliveries or pruned.link_codes):
+        log.info(
+            "pruned %d delivery ids and %d link codes", pruned.deliveries, pruned.link_codes
+        )
 
 
 def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> AsyncIOScheduler:
@@ -44,11 +53,11 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
             coalesce=True,
         )
     scheduler.add_job(
-        prune_deliveries,
+        prune_old_rows,
         "interval",
-        seconds=DEDUPE_PRUNE_EVERY,
+        seconds=PRUNE_CHECK_EVERY,
         args=(services,),
-        id="dedupe-prune",
+        id="row-prune",
         max_instances=1,
         coalesce=True,
     )

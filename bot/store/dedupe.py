@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete
+from sqlmodel import col
 
 from bot.clock import utcnow
 from bot.store.engine import session_scope
@@ -23,7 +24,9 @@ def claim(engine: Engine, key: str) -> bool:
         return False
 
 
-def prune(engine: Engine, older_than: timedelta = timedelta(days=2)) -> None:
+def prune(engine: Engine, older_than: timedelta = timedelta(days=2)) -> int:
+    """Forget deliveries older than `older_than`; returns how many."""
     with session_scope(engine) as session:
         cutoff = utcnow() - older_than
-        session.exec(delete(DedupeKey).where(col(DedupeKey.created_at) < cutoff))
+        result = session.execute(delete(DedupeKey).where(col(DedupeKey.created_at) < cutoff))
+        return int(result.rowcount)  # type: ignore[attr-defined]

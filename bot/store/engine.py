@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,9 +10,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
+# How long a SQLite statement waits for another writer's lock. Off the event loop (a
+# worker thread) waiting is harmless; on the loop it would freeze every task of the process
+# (lease refreshes, heartbeats, other people's commands), so there it waits only briefly
+# and fails "database is locked" instead (`is_database_busy`).
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_LOOP_BUSY_TIMEOUT_MS = 250
 
 
 def normalize_url(url: str) -> str:
@@ -39,7 +46,30 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _sqlite_busy_timeout_for_this_thread)
     return engine
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _sqlite_busy_timeout_for_this_thread(
+    dbapi_connection: Any, _record: Any, _proxy: Any
+) -> None:
+    timeout = SQLITE_LOOP_BUSY_TIMEOUT_MS if _on_event_loop() else SQLITE_BUSY_TIMEOUT_MS
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={timeout}")
+    cursor.close()
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    """A SQLite write that gave up waiting for another writer's lock."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

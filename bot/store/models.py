@@ -238,3 +238,14 @@ class ApprovalVote(SQLModel, table=True):
     principal_id: int = Field(foreign_key="principal.id")
     name: str = Field(default="", max_length=200)
     at: datetime = Field(default_factory=utcnow)
+
+
+class PeriodicRun(SQLModel, table=True):
+    """When a periodic job last ran, on any instance: claiming a run is a compare-and-set on
+    `last_run_at`, so N instances run it once per period."""
+
+    __tablename__ = "periodic_run"
+
+    name: str = Field(primary_key=True, max_length=64)
+    last_run_at: datetime
+    run_by: str = Field(default="", max_length=64)  # the process that claimed it

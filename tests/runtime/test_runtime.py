@@ -60,8 +60,8 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
     assert runtime.scheduler is scheduler and scheduler is not None
     assert sorted(job.id for job in scheduler.get_jobs()) == [
         "approval-sweep",
-        "dedupe-prune",
         "deploy-sweep",
+        "row-prune",
     ]
     assert [kind for kind, _, _ in slack.calls] == ["update", "thread"]  # recovered once
     assert discord.calls == []
@@ -72,7 +72,7 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
 
 
 async def test_the_scheduler_lets_old_delivery_ids_go(tmp_path: Path) -> None:
-    from bot.runtime.scheduler import prune_deliveries
+    from bot.runtime.scheduler import prune_old_rows
     from bot.store import dedupe
     from bot.store.models import DedupeKey
 
@@ -87,8 +87,8 @@ async def test_the_scheduler_lets_old_delivery_ids_go(tmp_path: Path) -> None:
         session.add(old)
     assert runtime.scheduler is None
     await runtime.start()
-    assert runtime.scheduler is not None and runtime.scheduler.get_job("dedupe-prune")
-    await prune_deliveries(runtime.services)
+    assert runtime.scheduler is not None and runtime.scheduler.get_job("row-prune")
+    await prune_old_rows(runtime.services)
     with session_scope(engine) as session:
         assert [k.key for k in session.exec(select(DedupeKey))] == ["slack:T1:command:new"]
     await runtime.stop()
