@@ -9,10 +9,10 @@ freezes, approvals), then any family module.
 
 from __future__ import annotations
 
-from commands import approvals, audit, deploy, help, identity, locks, perms, status
+from commands import approvals, audit, certs, deploy, help, identity, locks, perms, status
 from commands.registry import Registry, declared_in
 
-FAMILIES = (help, identity, perms, audit, locks, status, deploy, approvals)
+FAMILIES = (help, identity, perms, audit, locks, status, deploy, approvals, certs)
 
 
 def build_registry() -> Registry:

@@ -13,12 +13,15 @@ from bot.instance import INSTANCE_ID
 from bot.runtime.recovery import recover_deploys
 from bot.store.prune import prune_if_due
 from commands.approvals import sweep
+from commands.certs import recheck_pending, warn_expiring
 from commands.context import Services
 
 log = logging.getLogger(__name__)
 
 APPROVAL_SWEEP_EVERY = 30.0  # seconds between sweeps of expired and stuck approval requests
 PRUNE_CHECK_EVERY = 300.0  # seconds between asking whether this hour's prune is claimed yet
+CERTS_RECHECK_ASK_EVERY = 60.0  # seconds between asking whether the certificate re-check is due
+CERTS_EXPIRY_ASK_EVERY = 3600.0  # seconds between asking whether the daily expiry scan is due
 
 
 async def prune_old_rows(services: Services) -> None:
@@ -61,5 +64,26 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         max_instances=1,
         coalesce=True,
     )
+    if services.fly is not None:
+        # Both are claimed in the database (commands/certs.py), so asking often is cheap and
+        # N instances still check each period once.
+        scheduler.add_job(
+            recheck_pending,
+            "interval",
+            seconds=CERTS_RECHECK_ASK_EVERY,
+            args=(services,),
+            id="certs-recheck",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.add_job(
+            warn_expiring,
+            "interval",
+            seconds=CERTS_EXPIRY_ASK_EVERY,
+            args=(services,),
+            id="certs-expiry",
+            max_instances=1,
+            coalesce=True,
+        )
     scheduler.start()
     return scheduler

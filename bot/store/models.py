@@ -249,3 +249,32 @@ class PeriodicRun(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     last_run_at: datetime
     run_by: str = Field(default="", max_length=64)  # the process that claimed it
+
+
+class CertificateWatch(SQLModel, table=True):
+    """A certificate flybot was asked for (or asked about), and the thread that hears about
+    it: the scheduled re-check reports there when it turns active or fails validation, and
+    the daily expiry check warns there. Every report is a compare-and-set on this row
+    (`state`, `errors_digest`, `warned_days`), so two instances report each change once."""
+
+    __tablename__ = "certificate_watch"
+    __table_args__ = (UniqueConstraint("app", "hostname"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=100)
+    stage: str = Field(max_length=100)
+    app: str = Field(max_length=100)
+    hostname: str = Field(max_length=253)
+    state: str = Field(default="pending", max_length=16, index=True)  # pending|active|removed
+    status: str = Field(default="", max_length=32)  # Fly's last status word
+    errors_digest: str = Field(default="", max_length=64)  # the validation errors last told
+    expires_at: datetime | None = None
+    warned_days: str = Field(default="", max_length=32)  # "14,3": warnings sent for expires_at
+    requested_by: int | None = Field(default=None, foreign_key="principal.id")
+    platform: str = Field(default="", max_length=16)
+    workspace_id: str = Field(default="", max_length=64)
+    channel_id: str = Field(default="", max_length=100)
+    thread_id: str = Field(default="", max_length=100)
+    message_id: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    checked_at: datetime | None = None

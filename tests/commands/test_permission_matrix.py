@@ -32,6 +32,11 @@ VERBS: list[tuple[str, str, tuple[str, str]]] = [
     ("rollback ping-go prod", "rollback", ("ping-go", "prod")),
     ("releases ping-go prod", "releases", ("ping-go", "prod")),
     ("pending ping-go", "pending", ("ping-go", ANY)),
+    ("certs add ping-go prod www.example.com", "certs add", ("ping-go", "prod")),
+    ("certs list ping-go prod", "certs list", ("ping-go", "prod")),
+    ("certs show ping-go prod www.example.com", "certs show", ("ping-go", "prod")),
+    ("certs check ping-go prod", "certs check", ("ping-go", "prod")),
+    ("certs remove ping-go prod www.example.com", "certs remove", ("ping-go", "prod")),
 ]
 
 
