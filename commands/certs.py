@@ -186,7 +186,7 @@ async def certs_list(ctx: CommandContext) -> None:
 )
 async def certs_show(ctx: CommandContext) -> None:
     hostname = ctx.args["hostname"]
-    cert = await _known(ctx, fly_of(ctx).get_certificate(_app(ctx), hostname))
+    cert = await _known(ctx, fly_of(ctx).get_certificate(_app(ctx), hostname), hostname)
     records, notes = records_block(hostname, cert)
     await ctx.say(
         "",
@@ -218,7 +218,7 @@ async def certs_check(ctx: CommandContext) -> None:
         return
     lines: list[str] = []
     for host in hosts:
-        cert = await _known(ctx, fly.check_certificate(app, host))
+        cert = await _known(ctx, fly.check_certificate(app, host), host)
         row = ops.watched(ctx.engine, app, cert.hostname)
         if row is not None and row.state != "removed":
             await tell(
@@ -254,7 +254,7 @@ async def certs_check(ctx: CommandContext) -> None:
 )
 async def certs_remove(ctx: CommandContext) -> None:
     fly, app, hostname = fly_of(ctx), _app(ctx), ctx.args["hostname"]
-    await _known(ctx, fly.get_certificate(app, hostname))
+    await _known(ctx, fly.get_certificate(app, hostname), hostname)
     await fly.delete_certificate(app, hostname)
     row = ops.watched(ctx.engine, app, hostname)
     who = ctx.invocation.display_name
@@ -267,12 +267,12 @@ async def certs_remove(ctx: CommandContext) -> None:
     ctx.audit_note = f"certificate for {hostname} removed"
 
 
-async def _known(ctx: CommandContext, call: Awaitable[Certificate]) -> Certificate:
+async def _known(ctx: CommandContext, call: Awaitable[Certificate], hostname: str) -> Certificate:
     try:
         return await call
     except NotFoundError:
         raise CommandError(
-            f"{_where(ctx)} has no certificate for {ctx.args['hostname']}; see `/fly certs list`."
+            f"{_where(ctx)} has no certificate for {hostname}; see `/fly certs list`."
         ) from None
 
 

@@ -12,6 +12,7 @@ from bot.deploy.engine import EngineTiming
 from bot.settings import Settings
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 
+SANDBOX_DNS_AFTER = 20.0  # seconds from `certs add` until the simulated DNS records exist
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEMO_ORG = "demo"
 DEMO_PEOPLE = (  # (user, role, project, stage)
@@ -47,8 +48,12 @@ def run_sandbox(user: str) -> int:
         print(f"flybot sandbox: the demo project is missing ({config}); run it from a checkout.")
         return 2
     # A sped-up world: fly.toml's check grace periods and intervals pass ten times faster
-    # for the simulator and the engine alike.
-    simulator = FlySimulator(seed=0, timing=SimulatorTiming(check_time_scale=0.1))
+    # for the simulator and the engine alike; a certificate's DNS records "appear" a little
+    # while after `certs add`, so `certs check` shows it pending, then issued.
+    simulator = FlySimulator(
+        seed=0,
+        timing=SimulatorTiming(check_time_scale=0.1, cert_dns_after_s=SANDBOX_DNS_AFTER),
+    )
     simulator.seed_demo()
     server = serve_in_thread(simulator, port=0)
     with tempfile.TemporaryDirectory(prefix="flybot-sandbox-") as scratch:

@@ -60,6 +60,8 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
     assert runtime.scheduler is scheduler and scheduler is not None
     assert sorted(job.id for job in scheduler.get_jobs()) == [
         "approval-sweep",
+        "certs-expiry",
+        "certs-recheck",
         "deploy-sweep",
         "row-prune",
     ]

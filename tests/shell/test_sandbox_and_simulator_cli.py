@@ -150,3 +150,20 @@ def test_flybot_simulator_serves_curl(tmp_path: Path) -> None:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def test_the_sandbox_tour_of_certificates(tmp_path: Path) -> None:
+    script = "as bob\ncerts add ping-go prod www.example.com\ncerts list ping-go prod\n"
+    script += "certs check ping-go prod www.example.com\ncerts show ping-go prod ping.example.com\n"
+    out = answers(flybot("sandbox", script=script, tmp_path=tmp_path))
+    added = " ".join(out["bob> certs add ping-go prod www.example.com"])
+    assert "Certificate for www.example.com on ping-go/prod (ping-go-prod)" in added
+    assert "CNAME www.example.com → ping-go-prod.fly.dev" in added
+    assert "CNAME _acme-challenge.www.example.com →" in added
+    listed = out["bob> certs list ping-go prod"]
+    assert "ping.example.com  active" in listed
+    assert "www.example.com  pending_validation  (flybot watches it)" in listed
+    checked = " ".join(out["bob> certs check ping-go prod www.example.com"])
+    assert "✗ No A/AAAA or CNAME record for www.example.com" in checked
+    shown = " ".join(out["bob> certs show ping-go prod ping.example.com"])
+    assert "Status: active (issued)" in shown and "Let's Encrypt" in shown

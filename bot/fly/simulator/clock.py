@@ -29,6 +29,9 @@ class SimulatorTiming:
     lease_ttl_s: int = 30  # a lease request without ttl
     list_lag_s: float = 0.0  # a new machine is missing from listings this long (Fly lags)
     proxy_drain_s: float = 2.0  # after a cordon, the proxy's requests in flight take this long
+    # A certificate's DNS records appear by themselves this long after it is added, as if its
+    # owner created them (the sandbox); None: only the /__sim/ DNS control sets them.
+    cert_dns_after_s: float | None = None
 
     @classmethod
     def fast(cls) -> SimulatorTiming:

@@ -65,6 +65,18 @@ async def sim_dns(request: web.Request) -> web.Response:
     return json_response({"ok": True, "hostname": hostname, "dns_set": value})
 
 
+async def sim_cert_issued(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    try:
+        days_ago = float(body.get("days_ago", 0))
+    except (TypeError, ValueError):
+        raise invalid("days_ago must be a number") from None
+    app, hostname = request.match_info["app_name"], request.match_info["hostname"]
+    sim.set_certificate_issued(app, hostname, days_ago)
+    return json_response({"ok": True, "hostname": hostname, "days_ago": days_ago})
+
+
 async def sim_seed(request: web.Request) -> web.Response:
     sim = sim_of(request)
     body = await read_body(request)
@@ -121,6 +133,7 @@ CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/__sim/faults", sim_add_fault),
     ("DELETE", "/__sim/faults", sim_clear_faults),
     ("POST", "/__sim/certificates/{app_name}/{hostname}/dns", sim_dns),
+    ("POST", "/__sim/certificates/{app_name}/{hostname}/issued", sim_cert_issued),
     ("POST", "/__sim/seed", sim_seed),
     ("POST", "/__sim/clock", sim_clock),
     ("GET", "/__sim/images", sim_image),

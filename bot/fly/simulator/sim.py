@@ -145,6 +145,11 @@ class FlySimulator:
         with self.lock:
             self.state.set_dns(app, hostname, value)
 
+    def set_certificate_issued(self, app: str, hostname: str, days_ago: float = 0.0) -> None:
+        """Issue or renew the certificate as of `days_ago` (it expires 90 days later)."""
+        with self.lock:
+            self.state.set_issued(app, hostname, days_ago)
+
     def image_exists(self, image: str) -> bool:
         with self.lock:
             return self.state.image_exists(image)

@@ -713,6 +713,9 @@ class SimState:
         found = self.app(app_name).certificates.get(hostname.lower())
         if found is None:
             raise SimError(404, f"certificate for {hostname} not found")
+        after = self.timing.cert_dns_after_s
+        if after is not None and not found.dns_set and self.now() >= found.created_at + after:
+            found.dns_set = True  # its owner created the records by now (evaluated lazily)
         return found
 
     def check_certificate(self, app_name: str, hostname: str) -> Certificate:
@@ -732,6 +735,15 @@ class SimState:
         cert.dns_set = value
         if not value:
             cert.issued_at = None
+
+    def set_issued(self, app_name: str, hostname: str, days_ago: float) -> Certificate:
+        """Issue (or renew) the certificate as of `days_ago`: it expires 90 days after. A
+        certificate Fly failed to renew is one issued long ago."""
+        cert = self.certificate(app_name, hostname)
+        cert.dns_set = True
+        cert.issued_at = self.now() - days_ago * 86400
+        cert.checked_at = cert.issued_at
+        return cert
 
     def certificate_json(
         self, app: SimApp, cert: Certificate, *, check: bool = False
