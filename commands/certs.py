@@ -62,6 +62,16 @@ def _ref(row: CertificateWatch) -> MessageRef | None:
     )
 
 
+def _place(thread: MessageRef) -> ops.Place:
+    return ops.Place(
+        thread.platform,
+        thread.workspace_id,
+        thread.channel_id,
+        thread.message_id,
+        thread.thread_id or thread.message_id,
+    )
+
+
 async def tell(services: Services, row: CertificateWatch, change: ops.Change | None) -> None:
     """Say a change in the certificate's thread; a chat failure is logged, never raised."""
     if change is None:
@@ -141,13 +151,7 @@ async def certs_add(ctx: CommandContext) -> None:
         app=app,
         hostname=cert.hostname or hostname,
         cert=cert,
-        place=ops.Place(
-            thread.platform,
-            thread.workspace_id,
-            thread.channel_id,
-            thread.message_id,
-            thread.thread_id or thread.message_id,
-        ),
+        place=_place(thread),
         requested_by=ctx.principal_id,
     )
     ctx.audit_note = f"certificate for {hostname} requested ({cert.status or '?'})"
@@ -235,11 +239,27 @@ async def certs_check(ctx: CommandContext) -> None:
                 + (f"  — {cert.validation_errors[0].message}" if cert.validation_errors else "")
             )
     issued = hostname is not None and ops.is_active(cert)
-    await ctx.say(
-        "✓ Verified and active." if issued else "",
-        title=f"Check of {hostname or 'certificates'} on {_where(ctx)}",
-        tone="success" if issued else "info",
-        lines=tuple(lines),
+    title = f"Check of {hostname or 'certificates'} on {_where(ctx)}"
+    text = "✓ Verified and active." if issued else ""
+    row = ops.watched(ctx.engine, app, cert.hostname) if hostname else None
+    if hostname is None or (row is not None and row.state != "removed"):
+        await ctx.say(text, title=title, tone="success" if issued else "info", lines=tuple(lines))
+        return
+    # A certificate flybot did not add (flyctl, the dashboard): from now on this answer is
+    # its thread, so the re-check and the expiry warnings have somewhere to speak.
+    text = f"{text} This thread hears when it is issued and before it expires.".strip()
+    thread = await ctx.open_thread(
+        Reply(text=text, title=title, tone="success" if issued else "info", lines=tuple(lines))
+    )
+    ops.watch(
+        ctx.engine,
+        project=ctx.args["project"],
+        stage=ctx.args["stage"],
+        app=app,
+        hostname=cert.hostname,
+        cert=cert,
+        place=_place(thread),
+        requested_by=ctx.principal_id,
     )
 
 

@@ -314,3 +314,63 @@ async def test_a_failing_recheck_waits_for_the_next_period(tmp_path: Path) -> No
         clock.advance(RECHECK_EVERY)
         await recheck_pending(world.bot.services)
         assert "is active" in world.thread_of(world.bot, "www.example.com")[0]
+
+
+async def test_a_hostname_another_app_holds_is_refused_in_one_line(tmp_path: Path) -> None:
+    async with cert_world(tmp_path) as world:
+        await add(world, "www.example.com", stage="dev")
+        before = snapshot(world.bot.engine)
+        before.pop("audit_entry")
+        outcome, conversation = await world.bot.run("bob", "certs add ping-go prod www.example.com")
+        assert outcome.status == "error"
+        [reply] = conversation.private
+        assert "\n" not in reply.plain() and "already in use by another app" in reply.plain()
+        after = snapshot(world.bot.engine)
+        after.pop("audit_entry")
+        assert after == before
+        assert not world.sim.state.apps["ping-go-prod"].certificates
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_a_fly_failure_on_remove_keeps_the_certificate_and_its_watch(
+    tmp_path: Path, status: int
+) -> None:
+    async with cert_world(tmp_path) as world:
+        await add(world, "www.example.com")
+        world.sim.inject("App_Certificates_delete", status=status)
+        before = snapshot(world.bot.engine)
+        before.pop("audit_entry")
+        outcome, conversation = await world.bot.run(
+            "bob", "certs remove ping-go prod www.example.com"
+        )
+        assert outcome.status == "error"
+        [reply] = conversation.private
+        assert "\n" not in reply.plain() and f"-> {status}" in reply.plain()
+        after = snapshot(world.bot.engine)
+        after.pop("audit_entry")
+        assert after == before
+        assert "www.example.com" in world.sim.state.apps["ping-go-prod"].certificates
+        assert world.thread_of(world.bot, "www.example.com") == []
+
+
+async def test_a_check_adopts_a_certificate_flybot_did_not_add(tmp_path: Path) -> None:
+    """One added with flyctl has no thread: a check opens one, and the warnings go there."""
+    async with cert_world(tmp_path) as world:
+        frozen()
+        with world.sim.lock:
+            world.sim.state.add_certificate("ping-go-prod", "legacy.example.com")
+        world.sim.set_certificate_issued("ping-go-prod", "legacy.example.com", days_ago=80)
+        assert watch_row(world.bot, "legacy.example.com") is None
+        outcome, conversation = await world.bot.run(
+            "vic", "certs check ping-go prod legacy.example.com"
+        )
+        assert outcome.status == "ok", conversation.all_text()
+        [head] = conversation.public
+        assert "This thread hears when it is issued and before it expires" in head.plain()
+        row = watch_row(world.bot, "legacy.example.com")
+        assert row is not None and row.state == "active" and row.thread_id
+        assert await warn_expiring(world.bot.services) == 1
+        [warning] = world.thread_of(world.bot, "legacy.example.com")
+        assert "(14-day warning)" in warning
+        _, again = await world.bot.run("vic", "certs check ping-go prod legacy.example.com")
+        assert again.public == [] or "This thread hears" not in again.all_text()
