@@ -144,7 +144,8 @@ async def certs_add(ctx: CommandContext) -> None:
             lines=notes,
         )
     )
-    ops.watch(
+    await asyncio.to_thread(
+        ops.watch,
         ctx.engine,
         project=ctx.args["project"],
         stage=ctx.args["stage"],
@@ -170,7 +171,7 @@ async def certs_list(ctx: CommandContext) -> None:
     listed = await fly_of(ctx).list_certificates(app)
     lines = []
     for cert in sorted(listed, key=lambda c: c.hostname):
-        row = ops.watched(ctx.engine, app, cert.hostname)
+        row = await asyncio.to_thread(ops.watched, ctx.engine, app, cert.hostname)
         watched = "  (flybot watches it)" if row is not None and row.state != "removed" else ""
         lines.append(f"{cert.hostname}  {cert.status or '?'}{watched}")
     await ctx.say(
@@ -223,7 +224,7 @@ async def certs_check(ctx: CommandContext) -> None:
     lines: list[str] = []
     for host in hosts:
         cert = await _known(ctx, fly.check_certificate(app, host), host)
-        row = ops.watched(ctx.engine, app, cert.hostname)
+        row = await asyncio.to_thread(ops.watched, ctx.engine, app, cert.hostname)
         if row is not None and row.state != "removed":
             await tell(
                 ctx.services, row, await asyncio.to_thread(ops.observe, ctx.engine, row, cert)
@@ -241,7 +242,7 @@ async def certs_check(ctx: CommandContext) -> None:
     issued = hostname is not None and ops.is_active(cert)
     title = f"Check of {hostname or 'certificates'} on {_where(ctx)}"
     text = "✓ Verified and active." if issued else ""
-    row = ops.watched(ctx.engine, app, cert.hostname) if hostname else None
+    row = await asyncio.to_thread(ops.watched, ctx.engine, app, cert.hostname) if hostname else None
     if hostname is None or (row is not None and row.state != "removed"):
         await ctx.say(text, title=title, tone="success" if issued else "info", lines=tuple(lines))
         return
@@ -251,7 +252,8 @@ async def certs_check(ctx: CommandContext) -> None:
     thread = await ctx.open_thread(
         Reply(text=text, title=title, tone="success" if issued else "info", lines=tuple(lines))
     )
-    ops.watch(
+    await asyncio.to_thread(
+        ops.watch,
         ctx.engine,
         project=ctx.args["project"],
         stage=ctx.args["stage"],
@@ -276,11 +278,14 @@ async def certs_remove(ctx: CommandContext) -> None:
     fly, app, hostname = fly_of(ctx), _app(ctx), ctx.args["hostname"]
     await _known(ctx, fly.get_certificate(app, hostname), hostname)
     await fly.delete_certificate(app, hostname)
-    row = ops.watched(ctx.engine, app, hostname)
+    row = await asyncio.to_thread(ops.watched, ctx.engine, app, hostname)
     who = ctx.invocation.display_name
     if row is not None:
-        change = ops.forget(
-            ctx.engine, row, f"{hostname} was removed by {who}: Fly no longer serves it."
+        change = await asyncio.to_thread(
+            ops.forget,
+            ctx.engine,
+            row,
+            f"{hostname} was removed by {who}: Fly no longer serves it.",
         )
         await tell(ctx.services, row, change)
     await ctx.say(f"Certificate for {hostname} removed from {_where(ctx)} ({app}).")
