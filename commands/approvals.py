@@ -264,9 +264,15 @@ async def approve(ctx: CommandContext) -> None:
                 ApprovalVote(request_id=request.id or 0, principal_id=ctx.principal_id, name=name)
             )
     except IntegrityError:
-        raise CommandError(
-            f"You already approved #{request.id}; each approver counts once."
-        ) from None
+        votes = _votes(ctx.engine, request.id or 0)
+        if len(votes) < request.approvals_needed:
+            raise CommandError(
+                f"You already approved #{request.id}; each approver counts once."
+            ) from None
+        # This vote made the quorum, but its click stopped before the request moved on
+        # (a busy database, a dead process): finish that click's work now.
+        await _reach_quorum(ctx, request, votes, name)
+        return
     votes = _votes(ctx.engine, request.id or 0)
     _record(
         ctx.engine,
@@ -288,6 +294,12 @@ async def approve(ctx: CommandContext) -> None:
             f"👍 {name} approved ({len(votes)}/{request.approvals_needed}).",
         )
         return
+    await _reach_quorum(ctx, request, votes, name)
+
+
+async def _reach_quorum(
+    ctx: CommandContext, request: ApprovalRequest, votes: list[ApprovalVote], name: str
+) -> None:
     if not _transition(ctx.engine, request.id or 0, ("pending",), "approved", decided_at=utcnow()):
         return  # another click reached the quorum first; it runs the action
     announce = f"✅ {name} approved ({len(votes)}/{request.approvals_needed}): running it."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,11 +12,12 @@ from sqlmodel import select
 
 from bot.clock import FrozenClock, set_clock, utcnow
 from bot.runtime import build_services
+from bot.settings import Settings
 from bot.store.engine import session_scope
-from bot.store.models import ApprovalRequest, AuditEntry, Release
+from bot.store.models import ApprovalRequest, ApprovalVote, AuditEntry, Release
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 from commands.approvals import expire_due
-from tests.flyharness import NEW, World, world
+from tests.flyharness import FAST_ENGINE, NEW, World, fly_client, world
 from tests.support import Bot, RecordingConversation
 
 PEOPLE = ("shell:local:alice",)
@@ -108,28 +111,120 @@ async def test_a_quorum_of_two_needs_two_distinct_approvers(tmp_path: Path) -> N
         assert ("approval executed", "bob", "executed") in actions
 
 
+async def test_a_click_stopped_after_its_vote_completes_the_quorum_when_clicked_again(
+    tmp_path: Path,
+) -> None:
+    """The vote that made the quorum was written, then the click stopped (a busy SQLite
+    file, a dead process) before the request moved on: clicking again must not answer only
+    "already approved" and leave it pending until it expires."""
+    async with world(tmp_path, approvals=2, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        engine = w.services.engine
+        for name in ("approver0", "approver1"):
+            identity = ensure_identity(engine, IdentityKey("shell", "local", name), name)
+            with session_scope(engine) as session:
+                session.add(
+                    ApprovalVote(request_id=1, principal_id=identity.principal_id, name=name)
+                )
+        again, conversation = await w.bot.run("approver1", "approve 1")
+        assert again.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        assert release_count(w) == 1
+        # A vote repeated after that is still told it counts once, and runs nothing.
+        late, conversation = await w.bot.run("approver0", "approve 1")
+        assert late.status == "error" and "is executed" in conversation.all_text()
+
+
+CLICKERS = 20
+DELIVERIES = 3  # Slack retries a delivery; a retry can land on another instance
+BUSY_RETRIES = 20
+
+
+def _instance_clicks(
+    settings: Settings,
+    base_url: str,
+    deliveries: list[tuple[str, str]],
+    start: threading.Barrier,
+) -> list[tuple[str, str, str, str]]:
+    """One bot instance in a thread of its own: its own database engine and sessions, its own
+    Fly client and event loop, as a second process would have. It takes `deliveries`
+    (approver, delivery key) all at once, as soon as every instance is ready."""
+    services = build_services(settings, FAST_ENGINE)
+    assert services.deployer is not None
+    fly = fly_client(base_url)
+    services.fly = fly
+    services.deployer.fly = fly
+    bot = Bot(services)
+
+    async def deliver(user: str, key: str) -> tuple[str, str, str, str]:
+        outcome, _ = await bot.run(user, "approve 1", dedupe_key=key)
+        again = 0
+        # Twenty instances writing one SQLite file: a click can be told "busy, try again"
+        # (the loop waits 250 ms at most), and then the person clicks again: a new delivery.
+        while outcome.message.startswith("The database is busy") and again < BUSY_RETRIES:
+            again += 1
+            await asyncio.sleep(0.05 * again)
+            outcome, _ = await bot.run(user, "approve 1", dedupe_key=f"{key}-again-{again}")
+        return (user, key, outcome.status, outcome.message)
+
+    async def click_all() -> list[tuple[str, str, str, str]]:
+        try:
+            results = await asyncio.gather(*(deliver(user, key) for user, key in deliveries))
+            await services.jobs.wait_all()
+            return list(results)
+        finally:
+            await fly.aclose()
+
+    try:
+        start.wait(timeout=60)
+        return asyncio.run(click_all())
+    finally:
+        services.engine.dispose()
+
+
 async def test_twenty_concurrent_clicks_and_repeated_deliveries_deploy_once(
     tmp_path: Path, database_url: str
 ) -> None:
-    """On SQLite and on PostgreSQL (the shared-database mode of several instances)."""
+    """Twenty approvers click at once on a quorum of two, each click delivered three times,
+    on twenty bot instances that are threads with their own engines (on SQLite and on
+    PostgreSQL): the votes, the quorum's compare-and-set and the claim for execution race
+    for real in the database. Exactly one instance runs the deploy, once."""
     async with world(tmp_path, approvals=2, admins=PEOPLE, database_url=database_url) as w:
-        people(w, approvers=20)
+        people(w, approvers=CLICKERS)
         await ask(w)
-        # A second bot instance on the same database takes half the clicks.
-        other = Bot(build_services(w.services.settings))
-        other.services.fly = w.fly
-        assert other.services.deployer is not None
-        other.services.deployer.fly = w.fly
-        clicks = []
-        for n in range(20):
-            bot = w.bot if n % 2 else other
-            for _ in range(3):  # Slack retries the same delivery
-                clicks.append(bot.run(f"approver{n}", "approve 1", dedupe_key=f"click-{n}"))
-        outcomes = await asyncio.gather(*clicks)
-        await w.services.jobs.wait_all()
-        await other.services.jobs.wait_all()
-        statuses = [o.status for o, _ in outcomes]
-        assert statuses.count("duplicate") == 40
+        # Instance n takes approver n's click and the retries of approvers n-1 and n-2.
+        plan = [
+            [
+                (f"approver{(n - k) % CLICKERS}", f"click-{(n - k) % CLICKERS}")
+                for k in range(DELIVERIES)
+            ]
+            for n in range(CLICKERS)
+        ]
+        start = threading.Barrier(CLICKERS)
+        loop = asyncio.get_running_loop()
+        # The simulator answers on this loop; the instances block only their own threads.
+        with ThreadPoolExecutor(max_workers=CLICKERS) as pool:
+            results = await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        pool, _instance_clicks, w.services.settings, w.base_url, part, start
+                    )
+                    for part in plan
+                )
+            )
+        statuses = [status for part in results for _, _, status, _ in part]
+        assert len(statuses) == CLICKERS * DELIVERIES
+        assert statuses.count("duplicate") == CLICKERS * (DELIVERIES - 1), statuses
+        # The first two clicks make the quorum; a later one may find #1 decided already.
+        late = [m for part in results for _, _, s, m in part if s not in ("duplicate", "ok")]
+        assert all(
+            m.startswith("Request #1 is ") or m.startswith("You already approved #1") for m in late
+        ), late
+        executed = [a for a in audit_actions(w) if a[0] == "approval executed"]
+        assert len(executed) == 1, audit_actions(w)
+        assert [a for a in audit_actions(w) if a[0] == "approval not executed"] == []
         assert release_count(w) == 1
         assert len(w.calls("Releases_create")) == 1
         assert len(w.calls("Machines_update")) == 6  # each machine updated exactly once
