@@ -9,10 +9,21 @@ freezes, approvals), then any family module.
 
 from __future__ import annotations
 
-from commands import approvals, audit, certs, deploy, help, identity, locks, perms, status
+from commands import (
+    approvals,
+    audit,
+    certs,
+    deploy,
+    help,
+    identity,
+    locks,
+    logs,
+    perms,
+    status,
+)
 from commands.registry import Registry, declared_in
 
-FAMILIES = (help, identity, perms, audit, locks, status, deploy, approvals, certs)
+FAMILIES = (help, identity, perms, audit, locks, status, logs, deploy, approvals, certs)
 
 
 def build_registry() -> Registry:

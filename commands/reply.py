@@ -129,6 +129,9 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     lines: tuple[str, ...] = field(default=())  # a list, one entry per line: cut to fit
     code: tuple[str, ...] = field(default=())  # preformatted lines: split to fit
+    # A log's tail: the code stays one block in one message, cut from the top (the oldest
+    # lines) to fit, with a first line saying how many were cut.
+    code_tail: bool = False
 
     def plain(self) -> str:
         parts = [self.title] if self.title else []
@@ -225,6 +228,30 @@ def _code_blocks(code: tuple[str, ...], limits: Limits) -> list[tuple[str, ...]]
     return blocks
 
 
+def cut_note(count: int) -> str:
+    return f"[{count} earlier line{'s' if count != 1 else ''} cut to fit]"
+
+
+def _tail_block(code: tuple[str, ...], room: int, limits: Limits) -> tuple[str, ...]:
+    """The newest lines of `code` that render within `room`, under a note when any were
+    cut; a line too long for a block on its own is cut at its end."""
+    size = lambda line: len(limits.escape_code(line))  # noqa: E731
+    kept: list[str] = []
+    used = 0
+    for index in range(len(code) - 1, -1, -1):
+        line = code[index]
+        if size(line) > room // 2:
+            line = _hard_split(line, room // 2 - 1, limits)[0] + ELLIPSIS
+        cut = index  # lines before this one
+        note = size(cut_note(cut)) + 1 if cut else 0
+        if used + size(line) + (1 if kept else 0) + note > room:
+            break
+        kept.insert(0, line)
+        used += size(line) + (1 if len(kept) > 1 else 0)
+    cut = len(code) - len(kept)
+    return (cut_note(cut), *kept) if cut else tuple(kept)
+
+
 def _hard_split(line: str, room: int, limits: Limits) -> list[str]:
     pieces = []
     while line:
@@ -297,6 +324,13 @@ def fit_reply(reply: Reply, limits: Limits) -> list[Fitted]:
         text=text, tone=reply.tone, title=title, fields=fields, buttons=buttons, lines=lines
     )
     messages: list[tuple[Reply, list[tuple[str, ...]]]] = [(head, [])]
+    if reply.code_tail and reply.code:
+        room = min(limits.text_chars, limits.message_chars - used_chars) - limits.code_fence
+        if used_blocks + 1 <= limits.blocks:
+            block = _tail_block(reply.code, room, limits)
+            if block:
+                messages[0][1].append(block)
+        return [Fitted(message, tuple(blocks)) for message, blocks in messages]
     for block in _code_blocks(reply.code, limits):
         size = sum(len(limits.escape_code(line)) + 1 for line in block) + limits.code_fence
         if used_blocks + 1 > limits.blocks or used_chars + size > limits.message_chars:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import logging
@@ -32,7 +33,10 @@ from bot.fly.errors import (
 from bot.fly.models import (
     App,
     Certificate,
+    IPAssignment,
     Lease,
+    LogEntry,
+    LogPage,
     Machine,
     MachineConfig,
     MachineEvent,
@@ -355,6 +359,99 @@ class FlyClient:
         body = self._json("GET", resp)
         items = body.get("apps", []) if isinstance(body, dict) else body
         return [self._parse(resp, App, a) for a in items or []]
+
+    async def create_app(self, name: str, org: str | None = None) -> App:
+        """Create the app in the org (Machines API `POST /v1/apps`). An app name Fly already
+        has answers 422 (`name_taken`), raised as a FlyAPIError with that error code. Sent
+        again only when Fly surely did not act (429, connection refused)."""
+        body = {"app_name": name, "org_slug": org or self.config.org}
+        resp = await self._call(
+            "POST", f"{self.config.flaps_base_url}/v1/apps", json=body, idempotent=False
+        )
+        data = self._json("POST", resp)
+        return self._parse(resp, App, {"name": name, **(data if isinstance(data, dict) else {})})
+
+    async def list_ip_assignments(self, app: str) -> list[IPAssignment]:
+        resp = await self._call("GET", self._app_url(app, "ip_assignments"))
+        body = self._json("GET", resp)
+        items = body.get("ips", []) if isinstance(body, dict) else body
+        return [self._parse(resp, IPAssignment, i) for i in items or []]
+
+    async def assign_ip(
+        self, app: str, kind: str, *, region: str | None = None, org: str | None = None
+    ) -> IPAssignment:
+        """Allocate an address: `shared_v4`, `v6`, `v4` (dedicated, billed), `private_v6`…
+        A lost answer is settled by listing: an address of that kind already there is the
+        answer, so a retry never allocates a second one."""
+        url = self._app_url(app, "ip_assignments")
+        body = _drop_none({"type": kind, "region": region, "org_slug": org})
+        before = {i.ip for i in await self.list_ip_assignments(app) if i.type == kind}
+
+        async def attempt(remaining: float) -> IPAssignment:
+            try:
+                resp = await self._send_once("POST", url, json=body, cap=remaining)
+            except FlyAPIError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                with contextlib.suppress(FlyAPIError):
+                    for item in await self.list_ip_assignments(app):
+                        if item.type == kind and item.ip not in before:
+                            return item
+                raise
+            return self._parse(resp, IPAssignment, self._json("POST", resp))
+
+        return await with_retries(attempt, self.config.retry, retry_if=is_transient)
+
+    # --- logs (api.fly.io) ----------------------------------------------------------------
+
+    async def get_app_logs(
+        self,
+        app: str,
+        *,
+        next_token: str = "",
+        instance: str | None = None,
+        region: str | None = None,
+    ) -> LogPage:
+        """One page of flyctl's polling endpoint: the lines after `next_token` (from the
+        oldest Fly keeps when empty), and the token to ask with next."""
+        resp = await self._call(
+            "GET",
+            f"{self.config.api_base_url}/api/v1/apps/{_seg(app)}/logs",
+            params={"next_token": next_token, "instance": instance or "", "region": region or ""},
+        )
+        body = self._json("GET", resp)
+        if not isinstance(body, dict):
+            body = {}
+        entries = []
+        for item in body.get("data") or []:
+            attributes = item.get("attributes") if isinstance(item, dict) else None
+            if isinstance(attributes, dict):
+                entries.append(
+                    self._parse(resp, LogEntry, {"id": str(item.get("id") or ""), **attributes})
+                )
+        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+        return LogPage(entries=entries, next_token=str((meta or {}).get("next_token") or ""))
+
+    async def recent_logs(
+        self,
+        app: str,
+        *,
+        lines: int,
+        instance: str | None = None,
+        region: str | None = None,
+        max_pages: int = 100,
+    ) -> list[LogEntry]:
+        """The newest `lines` lines, oldest first: pages are read until Fly has no more
+        (an empty page, or the token stops moving), keeping only the tail."""
+        kept: collections.deque[LogEntry] = collections.deque(maxlen=max(1, lines))
+        token = ""
+        for _ in range(max_pages):
+            page = await self.get_app_logs(app, next_token=token, instance=instance, region=region)
+            kept.extend(page.entries)
+            if not page.entries or not page.next_token or page.next_token == token:
+                break
+            token = page.next_token
+        return list(kept)
 
     # --- machines -----------------------------------------------------------------------
 

@@ -284,6 +284,35 @@ class Release(FlyModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# --- logs ---------------------------------------------------------------------------------
+
+
+class LogEntry(FlyModel):
+    """One line of `GET /api/v1/apps/{app}/logs` (an item's `attributes`, flattened)."""
+
+    id: str = ""
+    timestamp: str = ""
+    message: str = ""
+    level: str = ""
+    instance: str = ""
+    region: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogPage(BaseModel):
+    entries: list[LogEntry] = Field(default_factory=list)
+    next_token: str = ""
+
+
+class IPAssignment(FlyModel):
+    ip: str = ""
+    type: str = ""
+    region: str | None = None
+    service_name: str | None = None
+    shared: bool | None = None
+    created_at: str | None = None
+
+
 # --- prometheus ---------------------------------------------------------------------------
 
 

@@ -345,6 +345,13 @@ async def cert_removed(env: Env, ran: Ran) -> None:
     assert HOST not in await hostnames(env), ran.text
 
 
+async def shows_logs(env: Env, ran: Ran) -> None:
+    machines = await env.w.machines("shop-staging")
+    [reply] = ran.conversation.public
+    assert reply.code and "listening on 0.0.0.0:8080" in ran.text, ran.text
+    assert {line.split(" ")[1] for line in reply.code} <= {m.id for m in machines}
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -378,6 +385,7 @@ MATRIX: dict[str, list[Case]] = {
     "unlock": [Case("unlock shop staging", STAGING, unlocked, own_lock)],
     "status": [Case("status shop staging", STAGING, names_machines)],
     "apps": [Case("apps", (ANY, ANY), names_apps)],
+    "logs": [Case("logs shop staging --lines 100", STAGING, shows_logs)],
     "deploy": [
         Case("deploy shop staging {image}", STAGING, deployed, fresh_image),
         Case("deploy shop prod {image}", PROD, guarded_request, fresh_image, status="awaiting"),

@@ -580,6 +580,19 @@ async def releases_list(request: web.Request) -> web.Response:
         return json_response({"releases": [r.to_json() for r in items]})
 
 
+async def logs_list(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    q = request.query
+    with sim.lock:
+        data, token = sim.state.app_logs(
+            request.match_info["app_name"],
+            next_token=q.get("next_token", ""),
+            instance=q.get("instance", ""),
+            region=q.get("region", ""),
+        )
+    return json_response({"data": data, "meta": {"next_token": token}})
+
+
 async def graphql_query(request: web.Request) -> web.Response:
     sim = sim_of(request)
     raw = await request.read()
@@ -729,6 +742,7 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("POST", "/api/v1/releases", "Releases_create", releases_create),
     ("PATCH", "/api/v1/releases/{release_id}", "Releases_update", releases_update),
     ("GET", "/api/v1/apps/{app_name}/releases", "Releases_list", releases_list),
+    ("GET", "/api/v1/apps/{app_name}/logs", "Logs_list", logs_list),
     ("POST", "/graphql", "GraphQL", graphql_query),
     ("GET", "/prometheus/{org}/api/v1/query", "Prometheus_query", prom_query),
     ("POST", "/prometheus/{org}/api/v1/query", "Prometheus_query", prom_query),

@@ -126,6 +126,29 @@ async def sim_start_duration(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
+async def sim_logs(request: web.Request) -> web.Response:
+    """Lines a machine's app prints now: `{"messages": [...]}`, or `{"count": N}` request
+    lines like a busy web server's."""
+    sim = sim_of(request)
+    body = await read_body(request)
+    messages = body.get("messages")
+    if messages is None:
+        try:
+            count = int(body.get("count", 0))
+        except (TypeError, ValueError):
+            raise invalid("count must be a whole number") from None
+        messages = [f"GET /orders/{i} 200 OK in {3 + i % 7}ms" for i in range(1, count + 1)]
+    if not isinstance(messages, list):
+        raise invalid("messages must be a list of strings")
+    sim.emit_logs(
+        request.match_info["app_name"],
+        request.match_info["machine_id"],
+        [str(m) for m in messages],
+        str(body.get("level") or "info"),
+    )
+    return json_response({"ok": True, "lines": len(messages)})
+
+
 CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/__sim/calls", sim_calls),
     ("DELETE", "/__sim/calls", sim_clear_calls),
@@ -140,4 +163,5 @@ CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/__sim/images/prune", sim_prune_image),
     ("POST", "/__sim/images/push", sim_push_image),
     ("POST", "/__sim/start_duration", sim_start_duration),
+    ("POST", "/__sim/logs/{app_name}/{machine_id}", sim_logs),
 ]

@@ -2,7 +2,8 @@
 the registry that maps each tag to the digest it points at now.
 
 A tag containing `broken` starts but fails its health checks; `crashloop` starts, exits with
-code 1 and is restarted over and over; `missing` does not exist in the registry (and neither
+code 1 and is restarted over and over; `oom` does the same, killed for memory (exit code
+137, `oom_killed`); `missing` does not exist in the registry (and neither
 does an image pruned with `FlySimulator.prune_image`).
 
 Traits belong to the bits, not the name: a digest keeps the traits of the tag it was first
@@ -13,6 +14,7 @@ running the old digest keep running it."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 DOCKER_HUB = "docker-hub-mirror.fly.io"
@@ -72,6 +74,10 @@ def is_broken(image: str) -> bool:
 
 def is_crashloop(image: str) -> bool:
     return "crashloop" in parse_image(image).tag
+
+
+def is_oom(image: str) -> bool:
+    return "oom" in re.split(r"[-_.]", parse_image(image).tag)
 
 
 def is_missing(image: str) -> bool:

@@ -12,10 +12,11 @@ from typing import Any
 
 from bot.fly.simulator.clock import SimulatorTiming, iso, ms
 from bot.fly.simulator.ids import IdGen
-from bot.fly.simulator.images import image_ref_of, is_broken, is_crashloop
+from bot.fly.simulator.images import image_ref_of, is_broken, is_crashloop, is_oom
 
 WAIT_STATES = frozenset({"started", "stopped", "suspended", "destroyed", "failed", "settled"})
 MAX_EVENTS = 100
+MAX_LOG_LINES = 5000  # per machine; older lines are dropped, as Fly's log retention does
 DEFAULT_GUEST = {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
 
 
@@ -77,6 +78,11 @@ class SimMachine:
     ready_s: float | None = None  # the app answers its checks this long after a start
     digest: str = ""  # what the image resolved to when the machine was created or updated
     bits: str = ""  # the tag reference whose traits those bits carry (broken, crashloop)
+    # What the machine printed: (timestamp, number, level, provider, message). The number
+    # counts every line ever printed, so a line keeps its id when older ones are dropped.
+    logs: list[tuple[float, int, str, str, str]] = field(default_factory=list)
+    log_count: int = 0
+    health_logged_at: float | None = None  # the last failing health request logged
 
     # --- reading -----------------------------------------------------------------------
 
@@ -169,7 +175,7 @@ class SimMachine:
             return "warning", "waiting for status update", self.started_at
         ran = first + ((now - first) // max(interval, 1e-3)) * max(interval, 1e-3)
         target = f"{self.vm_ip}:{spec.port}"
-        if is_crashloop(self.traits):
+        if is_crashloop(self.traits) or is_oom(self.traits):
             return "critical", f"dial tcp {target}: connect: connection refused", ran
         ready = self.started_at + (self.ready_s or 0.0)
         if spec.type == "http":
@@ -222,8 +228,78 @@ class SimMachine:
         self.state = state
         self.updated_at = at
 
+    def log(self, at: float, message: str, level: str = "info", provider: str = "app") -> None:
+        self.log_count += 1
+        self.logs.append((at, self.log_count, level, provider, message))
+        del self.logs[:-MAX_LOG_LINES]
+
+    def _command(self) -> str:
+        init = self.config.get("init") or {}
+        cmd = init.get("cmd") or init.get("exec") or ["/app/server"]
+        return " ".join(str(c) for c in cmd)
+
+    def _port(self) -> int:
+        for service in self.config.get("services") or []:
+            if service.get("internal_port"):
+                return int(service["internal_port"])
+        return 8080
+
+    def _boot_logs(self, at: float) -> None:
+        self.log(at, f"Pulling container image {self.image}", provider="runner")
+        self.log(at, f"Successfully prepared image {self.image}", provider="runner")
+        self.log(at, "Configuring firecracker", provider="runner")
+
+    def _started_logs(self, at: float) -> None:
+        self.log(at, "Starting init (commit: 6c3309ba)...")
+        self.log(at, f"Preparing to run: `{self._command()}` as root")
+        if self.config.get("auto_destroy"):
+            self.log(at, f"release command: {self._command()}")
+            return
+        port = self._port()
+        if is_crashloop(self.traits) or is_oom(self.traits):
+            self.log(at, f"{self.app}: loading configuration")
+            return
+        self.log(at, f"{self.app}: listening on 0.0.0.0:{port}")
+        if is_broken(self.traits):
+            self.log(
+                at,
+                "ERROR database: dial tcp 10.0.0.5:5432: connect: connection refused "
+                "(DATABASE_URL unreachable)",
+                level="error",
+            )
+
+    def _health_logs(self, now: float, timing: SimulatorTiming) -> None:
+        """A broken image answers its HTTP health checks with 500, and says so in its log,
+        once per check interval (at most the last 20 of a long jump of the clock)."""
+        if self.state != "started" or self.started_at is None or not is_broken(self.traits):
+            return
+        specs = [s for s in self.check_specs() if s.type == "http"]
+        if not specs:
+            return
+        spec = specs[0]
+        scale = timing.check_time_scale
+        grace = timing.check_grace_s if spec.grace is None else spec.grace * scale
+        every = timing.check_interval_s if spec.interval is None else spec.interval * scale
+        interval = max(every, 1e-3)
+        first = self.started_at + grace
+        if now < first:
+            return
+        last = self.health_logged_at
+        runs = int((now - first) // interval) + 1
+        done = 0 if last is None or last < first else int((last - first) // interval) + 1
+        for run in range(max(done, runs - 20), runs):
+            at = first + run * interval
+            self.log(
+                at,
+                f'{spec.method} {spec.path} 500 Internal Server Error in 2ms: "database '
+                'unavailable"',
+                level="error",
+            )
+            self.health_logged_at = at
+
     def boot(self, at: float, timing: SimulatorTiming) -> None:
         """Go to `starting` now and to `started` after the start duration."""
+        self._boot_logs(at)
         self.set_state("starting", at)
         self.started_at = None
         start_s = timing.start_s if self.start_s is None else self.start_s
@@ -232,10 +308,12 @@ class SimMachine:
     def advance(self, now: float, timing: SimulatorTiming, ids: IdGen) -> None:
         for _ in range(10_000):  # a clock jumped far ahead replays a crash loop, bounded
             if self.next_at is None or self.next_at > now:
-                return
+                break
             action, at = self.next_action, self.next_at
+            self._health_logs(at, timing)
             self.schedule(None, None)
             self._apply(str(action), at, timing, ids)
+        self._health_logs(now, timing)
 
     def _apply(self, action: str, at: float, timing: SimulatorTiming, ids: IdGen) -> None:
         if action == "boot":
@@ -244,14 +322,25 @@ class SimMachine:
             self.set_state("started", at)
             self.started_at = at
             self.event(ids, at, "start", "started", "flyd")
+            self._started_logs(at)
             if self.config.get("auto_destroy"):
                 self.schedule("task_exit", at + timing.task_s)
-            elif is_crashloop(self.traits):
+            elif is_crashloop(self.traits) or is_oom(self.traits):
                 self.schedule("crash", at + timing.crash_after_s)
         elif action == "crash":
             self._crash(at, timing, ids)
         elif action == "task_exit":
             code = 1 if _task_fails(self.config, self.traits) else 0
+            if code:
+                self.log(
+                    at,
+                    'Error: migration 0042_add_orders failed: relation "orders" already exists',
+                    level="error",
+                )
+            else:
+                self.log(at, "migrations: nothing to do, schema is current")
+            self.log(at, f"Main child exited normally with code: {code}")
+            self.log(at, "Starting clean up.")
             self._exit_event(ids, at, code, restarting=False)
             self.set_state("stopped", at)
             self.started_at = None
@@ -259,6 +348,9 @@ class SimMachine:
                 self.set_state("destroying", at)
                 self.schedule("destroyed", at + timing.destroy_s)
         elif action == "stopped":
+            self.log(at, "Sending signal SIGINT to main child process w/ PID 313")
+            self.log(at, "Main child exited normally with code: 0")
+            self.log(at, "Starting clean up.")
             self._exit_event(ids, at, 0, restarting=False, requested=True)
             self.set_state("stopped", at)
             self.started_at = None
@@ -267,6 +359,9 @@ class SimMachine:
             self.event(ids, at, "suspend", "suspended", "flyd")
             self.started_at = None
         elif action == "restart":
+            self.log(at, "Sending signal SIGINT to main child process w/ PID 313")
+            self.log(at, "Main child exited normally with code: 0")
+            self.log(at, "machine restarting", provider="runner")
             self._exit_event(ids, at, 0, restarting=True, requested=True)
             self.boot(at, timing)
         elif action == "replaced":
@@ -286,7 +381,26 @@ class SimMachine:
         policy = str(restart.get("policy") or "on-failure")
         max_retries = int(restart.get("max_retries") or 10)
         again = policy == "always" or (policy == "on-failure" and self.restarts < max_retries)
-        self._exit_event(ids, at, 1, restarting=again)
+        oom = is_oom(self.traits)
+        code = 137 if oom else 1
+        if oom:
+            self.log(
+                at,
+                "Out of memory: Killed process 313 (server) total-vm:1212340kB, "
+                "anon-rss:247812kB, file-rss:0kB, shmem-rss:0kB",
+                level="error",
+                provider="runner",
+            )
+        else:
+            for line in _STACK:
+                self.log(at, line.format(app=self.app), level="error")
+            self.log(at, f"Main child exited normally with code: {code}")
+        self.log(at, "Starting clean up.")
+        if not again:
+            self.log(
+                at, f"machine has reached its max restart count of {max_retries}", provider="runner"
+            )
+        self._exit_event(ids, at, code, restarting=again, oom=oom)
         self.started_at = None
         if again:
             self.restarts += 1
@@ -297,7 +411,14 @@ class SimMachine:
             self.set_state("stopped", at)
 
     def _exit_event(
-        self, ids: IdGen, at: float, code: int, *, restarting: bool, requested: bool = False
+        self,
+        ids: IdGen,
+        at: float,
+        code: int,
+        *,
+        restarting: bool,
+        requested: bool = False,
+        oom: bool = False,
     ) -> None:
         self.event(
             ids,
@@ -315,12 +436,23 @@ class SimMachine:
                     "exit_code": code,
                     "signal": -1,
                     "error": "",
-                    "oom_killed": False,
+                    "oom_killed": oom,
                     "exited_at": iso(at),
                 },
                 "restart_count": self.restarts,
             },
         )
+
+
+_STACK = (
+    "panic: runtime error: invalid memory address or nil pointer dereference",
+    "[signal SIGSEGV: segmentation violation code=0x1 addr=0x18 pc=0x6d2f4a]",
+    "goroutine 1 [running]:",
+    "main.(*Server).routes(0x0)",
+    "\t/src/{app}/server.go:88 +0x2a",
+    "main.main()",
+    "\t/src/{app}/main.go:41 +0x1c5",
+)
 
 
 def _spec(name: str, check: dict[str, Any], *, default_port: int) -> CheckSpec:

@@ -232,6 +232,13 @@ class FlySimulator:
                 for lease in machine.lapsed_leases(self.clock.now())
             ]
 
+    def emit_logs(
+        self, app: str, machine_id: str, messages: list[str], level: str = "info"
+    ) -> None:
+        """Lines the machine's app prints now, in order (e.g. 500 of them to test paging)."""
+        with self.lock:
+            self.state.emit_logs(app, machine_id, messages, level)
+
     def machine_secrets(self, app: str, machine_id: str) -> dict[str, str]:
         """The secrets a machine would see in its environment."""
         with self.lock:

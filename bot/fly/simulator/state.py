@@ -8,6 +8,7 @@ import base64
 import copy
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.fly.simulator.clock import SimClock, SimulatorTiming, iso
@@ -23,6 +24,7 @@ REGIONS = frozenset((
 ))
 # fmt: on
 RELEASE_STATUSES = frozenset({"pending", "running", "complete", "failed", "interrupted"})
+LOG_PAGE = 100  # lines per page of the logs endpoint
 
 
 class SimError(Exception):
@@ -661,6 +663,66 @@ class SimState:
             else:
                 raise invalid(f"metadata value for {key!r} must be a string")
 
+    # --- logs ----------------------------------------------------------------------------
+
+    def app_logs(
+        self,
+        app_name: str,
+        *,
+        next_token: str = "",
+        instance: str = "",
+        region: str = "",
+        limit: int = LOG_PAGE,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of the app's log lines after `next_token` (from the oldest kept when it
+        is empty), oldest first, and the token to ask with next (the same one when there
+        is nothing newer yet)."""
+        app = self.app(app_name)
+        self.advance(app)
+        after = _decode_log_token(next_token) if next_token else None
+        lines = []
+        for machine in app.machines.values():
+            if instance and instance not in (machine.id, machine.name):
+                continue
+            if region and machine.region != region:
+                continue
+            for at, number, level, provider, message in machine.logs:
+                key = (at, machine.seq, number)
+                if after is None or key > after:
+                    lines.append((key, machine, level, provider, message))
+        lines.sort(key=lambda item: item[0])
+        page = lines[:limit]
+        out = [
+            {
+                "id": f"{machine.id}-{key[2]}",
+                "type": "logs",
+                "attributes": {
+                    "timestamp": iso_micro(key[0]),
+                    "message": message,
+                    "level": level,
+                    "instance": machine.id,
+                    "region": machine.region,
+                    "meta": {
+                        "instance": machine.id,
+                        "region": machine.region,
+                        "event": {"provider": provider},
+                    },
+                },
+            }
+            for key, machine, level, provider, message in page
+        ]
+        token = _encode_log_token(page[-1][0]) if page else next_token
+        return out, token
+
+    def emit_logs(
+        self, app_name: str, machine_id: str, messages: list[str], level: str = "info"
+    ) -> None:
+        """Lines the machine's app prints now (1 µs apart, so their order is kept)."""
+        machine = self.machine(app_name, machine_id, destroyed_ok=False)
+        now = self.now() - len(messages) * 1e-6
+        for index, message in enumerate(messages):
+            machine.log(now + index * 1e-6, str(message), level=level)
+
     # --- secrets -------------------------------------------------------------------------
 
     def set_secrets(self, app_name: str, values: Any) -> int:
@@ -881,6 +943,26 @@ class SimState:
             "createdAt": iso(self.now() - 86400),
             "label": f"{name.repository}:{name.tag}",
         }
+
+
+def iso_micro(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _encode_log_token(key: tuple[float, int, int]) -> str:
+    raw = f"logs:{key[0]!r}:{key[1]}:{key[2]}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_log_token(token: str) -> tuple[float, int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, at, seq, number = raw.split(":")
+        if prefix != "logs":
+            raise ValueError(raw)
+        return float(at), int(seq), int(number)
+    except ValueError:
+        raise invalid("next_token is not one this server gave out") from None
 
 
 def _encode_cursor(seq: int) -> str:
