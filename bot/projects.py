@@ -43,11 +43,13 @@ POLICY_KEYS = (
     "freeze",
     "guarded",
     "rollback_on_failure",
+    "secrets",
 )
 PROJECT_KEYS = ("order", "path", "stages")
 TOP_LEVEL_KEYS = ("admins", "projects")
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ConfigError(Exception):
@@ -63,6 +65,7 @@ class StagePolicy:
     freeze: tuple[str, ...] = ()
     rollback_on_failure: bool = True
     fail_fast: bool = False  # a machine whose checks stay critical fails before wait_timeout
+    secrets: tuple[str, ...] = ()  # secret names the app needs: `/fly launch` sets them first
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -222,18 +225,28 @@ def _policy(raw: Any, production_end: bool, where: str) -> StagePolicy:
     if not isinstance(freeze, list):
         raise ConfigError(
             f"{where}: 'freeze' must be a list of windows, e.g. "
-            f"[\"Fri 16:00-Mon 08:00 Asia/Seoul\"], not {_shown(freeze)}."
+            f'["Fri 16:00-Mon 08:00 Asia/Seoul"], not {_shown(freeze)}.'
         )
     for window in freeze:
         try:
             if not isinstance(window, str):
                 raise ValueError(
                     f"{_shown(window)} is not a freeze window; write e.g. "
-                    "\"Fri 16:00-Mon 08:00 Asia/Seoul\"."
+                    '"Fri 16:00-Mon 08:00 Asia/Seoul".'
                 )
             FreezeWindow.parse(window)
         except ValueError as exc:
             raise ConfigError(f"{where}: 'freeze': {exc}") from None
+    secrets = raw.get("secrets", [])
+    if not isinstance(secrets, list) or not all(
+        isinstance(n, str) and _SECRET_NAME.match(n) for n in secrets
+    ):
+        raise ConfigError(
+            f"{where}: 'secrets' must be a list of secret names, e.g. [\"DATABASE_URL\"], not "
+            f"{_shown(secrets)}."
+        )
+    if len(set(secrets)) != len(secrets):
+        raise ConfigError(f"{where}: 'secrets' names a secret twice.")
     return StagePolicy(
         approvals=approvals,
         approver_role=role,
@@ -242,6 +255,7 @@ def _policy(raw: Any, production_end: bool, where: str) -> StagePolicy:
         freeze=tuple(freeze),
         rollback_on_failure=_flag(raw, "rollback_on_failure", True, where),
         fail_fast=_flag(raw, "fail_fast", False, where),
+        secrets=tuple(secrets),
     )
 
 
@@ -345,9 +359,7 @@ def load_catalog(config_path: Path | None) -> Catalog:
             for position, stage_name in enumerate(order)
         )
         projects[name] = Project(name=name, path=folder, stages=stages)
-    catalog = Catalog(
-        projects=projects, admins=tuple(admins), source=str(config_path.resolve())
-    )
+    catalog = Catalog(projects=projects, admins=tuple(admins), source=str(config_path.resolve()))
     _one_stage_per_app(catalog)
     return catalog
 

@@ -16,6 +16,7 @@ from commands import (
     deploy,
     help,
     identity,
+    launch,
     locks,
     logs,
     perms,
@@ -23,7 +24,19 @@ from commands import (
 )
 from commands.registry import Registry, declared_in
 
-FAMILIES = (help, identity, perms, audit, locks, status, logs, deploy, approvals, certs)
+FAMILIES = (
+    help,
+    identity,
+    perms,
+    audit,
+    locks,
+    status,
+    logs,
+    deploy,
+    launch,
+    approvals,
+    certs,
+)
 
 
 def build_registry() -> Registry:

@@ -92,6 +92,17 @@ class ThreadReporter:
                 return
         # Kept: the next flush posts them with whatever came since.
 
+    async def logs(self, head: str, lines: tuple[str, ...]) -> None:
+        """A failing machine's log lines: the steps before them first, then one block of
+        their own (cut from the top to fit the platform)."""
+        await self.flush(final=True)
+        reply = Reply(text=head, code=lines, code_tail=True, tone="error")
+        for attempt in range(FINAL_TRIES):
+            if attempt:
+                await asyncio.sleep(RETRY_PAUSE * attempt)
+            if await self._say(self.outbox.post_in_thread(self.thread, reply)):
+                return
+
     async def progress(self, done: int, total: int) -> None:
         self._done, self._total = done, total
         now = time.monotonic()

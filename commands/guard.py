@@ -120,7 +120,7 @@ async def require_approval(ctx: CommandContext, plan: Plan) -> None:
     if stage_entry is None:
         return
     policy = stage_entry.policy
-    if ctx.command.verb not in policy.guarded or policy.approvals <= 0:
+    if ctx.command.policy_verb not in policy.guarded or policy.approvals <= 0:
         return
     invocation = ctx.invocation
     request = ApprovalRequest(

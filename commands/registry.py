@@ -107,6 +107,9 @@ class Command:
     access: str = ""  # who may run it, when the handler checks it itself (shown in help)
     usage_text: str = ""  # replaces the generated usage line when the params read oddly
     module: str = ""  # the family that declared it
+    # The verb a stage's `guarded` list must name to guard this one, when not its own
+    # (`launch` runs a first deploy: it is guarded wherever `deploy` is).
+    guarded_as: str = ""
 
     def __call__(self, ctx: CommandContext) -> Awaitable[None]:
         return self.handler(ctx)
@@ -119,6 +122,11 @@ class Command:
     def verb(self) -> str:
         """The word a stage's `guarded` list names: `scale` for `scale count`."""
         return self.path[0]
+
+    @property
+    def policy_verb(self) -> str:
+        """The word a stage's `guarded` list names to guard this command."""
+        return self.guarded_as or self.verb
 
     @property
     def switches(self) -> frozenset[str]:
@@ -160,6 +168,7 @@ def command(
     examples: tuple[str, ...] = (),
     access: str = "",
     usage_text: str = "",
+    guarded_as: str = "",
 ) -> Callable[[Handler], Command]:
     """Declare a verb on a module-level handler (see the module docstring)."""
     if planner is not None:
@@ -182,6 +191,7 @@ def command(
             access=access,
             usage_text=usage_text,
             module=handler.__module__,
+            guarded_as=guarded_as,
         )
 
     return declare

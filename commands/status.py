@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bot.fly import FlyClient, Machine
+from bot.fly import FlyAPIError, FlyClient, Machine
 from bot.store import locks
 from commands.context import CommandContext
 from commands.errors import CommandError
@@ -61,6 +61,12 @@ async def status(ctx: CommandContext) -> None:
             lines.append(f"  {machine_line(machine)}")
     held = locks.current_lock(ctx.engine, project, stage_name)
     fields = [("App", stage.app), ("Machines", str(len(machines)))]
+    try:
+        ips = await fly_of(ctx).list_ip_assignments(stage.app)
+    except FlyAPIError:
+        ips = []  # the machines are what status is for: addresses are shown when Fly answers
+    if ips:
+        fields.append(("IPs", ", ".join(f"{i.ip} ({i.type})" for i in ips)))
     if held is not None:
         reason = f": {held.reason}" if held.reason else ""
         fields.append(

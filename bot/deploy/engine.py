@@ -44,6 +44,7 @@ from bot.fly import (
 )
 from bot.fly.models import CheckStatus
 from bot.instance import HOST, INSTANCE_ID
+from bot.ops.logs import FAILURE_LINES, failure_report
 from bot.store.engine import session_scope
 from bot.store.models import ACTIVE_DEPLOY_STATES, Release
 
@@ -74,6 +75,7 @@ class EngineTiming:
     check_pace: float = 1.0  # configured check grace periods and intervals, times this
     proxy_settle: float = 10.0  # bluegreen: greens in service this long before blues cordon
     drain: float = 10.0  # bluegreen: a cordoned blue's requests drain this long before stop
+    logs_timeout: float = 10.0  # the failing machine's logs are read this long at most
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineTiming:
@@ -113,6 +115,10 @@ class DeployReporter(Protocol):
     async def flush(self, final: bool = False) -> None:
         """A batch ended (or, with `final`, the deploy): post what is worth posting."""
         ...
+
+
+# A reporter may also have `logs(head, lines)`: a failing machine's log lines, shown as a
+# block of their own (else they arrive as steps), and `status(text)` (see above).
 
 
 class _SafeReporter:
@@ -161,6 +167,18 @@ class _SafeReporter:
             await self.inner.flush(final)
         except Exception:
             log.warning("deploy reporter failed to flush", exc_info=True)
+
+    async def logs(self, head: str, lines: Sequence[str]) -> None:
+        show = getattr(self.inner, "logs", None)
+        if show is None or not await self._drain():
+            await self.step(head, "error")
+            for line in lines:
+                await self.step(f"    {line}", "error")
+            return
+        try:
+            await show(head, tuple(lines))
+        except Exception:
+            log.warning("deploy reporter failed to show a machine's logs", exc_info=True)
 
 
 class DeployBusy(Exception):
@@ -576,6 +594,7 @@ class Deployer:
         except Exception as exc:
             error = self._describe(exc)
             await safe.step(f"✗ {error}", "error")
+            await self._show_failure_logs(run, exc)
             outcome = await self._after_failure(run)
             if run.after_failure:
                 error = f"{error}; {run.after_failure}"
@@ -585,6 +604,24 @@ class Deployer:
             heartbeat.cancel()
             await self._finish(run, outcome, error, time.monotonic() - started)
         return await asyncio.to_thread(self.get, release_id)
+
+    async def _show_failure_logs(self, run: _Run, exc: Exception) -> None:
+        """The failing machine's last log lines and how it exited, in the thread, before
+        anything is undone. Reporting never fails a deploy: a failure here is logged, and
+        the deploy goes on to its rollback as if nothing had been asked."""
+        machine_id = exc.machine_id if isinstance(exc, DeployFailed) else None
+        if not machine_id or run.claim_lost:
+            return
+        try:
+            report = await asyncio.wait_for(
+                failure_report(self.fly, run.plan.app, machine_id, lines=FAILURE_LINES),
+                timeout=self.timing.logs_timeout,
+            )
+            await run.reporter.logs(report.headline(), report.lines)
+        except Exception:
+            log.warning(
+                "deploy %s: showing %s's logs failed", run.plan.app, machine_id, exc_info=True
+            )
 
     @staticmethod
     def _describe(exc: Exception) -> str:

@@ -37,7 +37,7 @@ class Exit:
 
 
 def last_exit(events: Sequence[MachineEvent]) -> Exit | None:
-    """The newest exit nobody asked for (else the newest exit at all), by Fly's clock."""
+    """The newest exit nobody asked for, by Fly's clock (None: it has not crashed)."""
     exits = []
     for event in events:
         request = event.request if isinstance(event.request, dict) else {}
@@ -48,7 +48,9 @@ def last_exit(events: Sequence[MachineEvent]) -> Exit | None:
         return None
     exits.sort(key=lambda item: item[0])
     unasked = [e for e in exits if not e[1].get("requested_stop")]
-    _, exit_event, restarts = (unasked or exits)[-1]
+    if not unasked:
+        return None
+    _, exit_event, restarts = unasked[-1]
     code = exit_event.get("exit_code")
     return Exit(
         code=code if isinstance(code, int) else None,
@@ -64,12 +66,16 @@ class FailureReport:
     exit: Exit | None
     problem: str = ""  # why the logs or events could not be read, when they could not
 
-    def reply_lines(self) -> tuple[str, ...]:
-        head = f"Last {len(self.lines)} log line(s) of {self.machine_id}"
-        head += f" ({self.exit.describe()})" if self.exit else " (no exit recorded)"
+    def headline(self) -> str:
+        head = (
+            f"Last {len(self.lines)} log line(s) of {self.machine_id}"
+            if self.lines
+            else f"No log lines from {self.machine_id}"
+        )
+        head += f" ({self.exit.describe()})" if self.exit else " (no exit: the machine still runs)"
         if self.problem:
             head += f"; {self.problem}"
-        return (head + ":",)
+        return head + (":" if self.lines else ".")
 
 
 async def failure_report(

@@ -352,6 +352,26 @@ async def shows_logs(env: Env, ran: Ran) -> None:
     assert {line.split(" ")[1] for line in reply.code} <= {m.id for m in machines}
 
 
+async def staging_app_gone(env: Env, user: str) -> dict[str, Any]:
+    """shop-staging is not on Fly (yet): the stage is one to launch."""
+    with env.w.sim.lock:
+        if "shop-staging" in env.w.sim.state.apps:
+            env.w.sim.state.delete_app("shop-staging")
+    return {}
+
+
+async def launched(env: Env, ran: Ran) -> None:
+    await env.w.services.jobs.wait_all()
+    machines = await env.w.machines("shop-staging")
+    assert sorted(m.metadata.get("fly_process_group") for m in machines) == [
+        "web",
+        "web",
+        "worker",
+    ], ran.text
+    ips = await env.w.fly.list_ip_assignments("shop-staging")
+    assert sorted(i.type for i in ips) == ["shared_v4", "v6"]
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -386,6 +406,7 @@ MATRIX: dict[str, list[Case]] = {
     "status": [Case("status shop staging", STAGING, names_machines)],
     "apps": [Case("apps", (ANY, ANY), names_apps)],
     "logs": [Case("logs shop staging --lines 100", STAGING, shows_logs)],
+    "launch": [Case("launch shop staging", STAGING, launched, staging_app_gone)],
     "deploy": [
         Case("deploy shop staging {image}", STAGING, deployed, fresh_image),
         Case("deploy shop prod {image}", PROD, guarded_request, fresh_image, status="awaiting"),

@@ -38,14 +38,14 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ('[projects.p.stages.prod]\nguarded = ["deploy", "depoly"]\n', "guarded", ("'depoly'",)),
     ('[projects.p.stages.prod]\nguarded = "deploy"\n', "guarded", ("a list of verbs",)),
-    ('[projects.p.stages.prod]\nguarded = [1]\n', "guarded", ("a list of verbs",)),
+    ("[projects.p.stages.prod]\nguarded = [1]\n", "guarded", ("a list of verbs",)),
     (
         '[projects.p.stages.prod]\napprover_role = "aprover"\n',
         "approver_role",
         ("unknown role 'aprover'", "approver, admin"),
     ),
     ('[projects.p.stages.prod]\napprover_role = "viewer"\n', "approver_role", ("viewer",)),
-    ('[projects.p.stages.prod]\napprover_role = 3\n', "approver_role", ("3",)),
+    ("[projects.p.stages.prod]\napprover_role = 3\n", "approver_role", ("3",)),
     ("[projects.p.stages.prod]\napprovals = true\n", "approvals", ("whole number", "true")),
     ('[projects.p.stages.prod]\napprovals = "2"\n', "approvals", ("whole number",)),
     ("[projects.p.stages.prod]\napprovals = 1.5\n", "approvals", ("whole number",)),
@@ -61,6 +61,9 @@ BAD: list[tuple[str, str, tuple[str, ...]]] = [
         ("true or false",),
     ),
     ('[projects.p.stages.prod]\nfail_fast = "yes"\n', "fail_fast", ("true or false",)),
+    ('[projects.p.stages.prod]\nsecrets = "DATABASE_URL"\n', "secrets", ("list of secret names",)),
+    ('[projects.p.stages.prod]\nsecrets = ["DATABASE-URL"]\n', "secrets", ("DATABASE-URL",)),
+    ('[projects.p.stages.prod]\nsecrets = ["A", "A"]\n', "secrets", ("twice",)),
     ("[projects.p.stages.prod]\napproval_expires = 30\n", "approval_expires", ("duration",)),
     ('[projects.p.stages.prod]\nfreeze = "Fri 16:00-Mon 08:00 UTC"\n', "freeze", ("list",)),
     ("[projects.p.stages.prod]\nfreeze = [5]\n", "freeze", ("freeze window",)),
@@ -147,7 +150,7 @@ def test_guarding_an_earlier_stage_needs_one_approval_by_default(tmp_path: Path)
 def test_a_valid_policy_reads_as_written(tmp_path: Path) -> None:
     config = make(
         tmp_path,
-        "[projects.p.stages.prod]\napprovals = 2\napprover_role = \"admin\"\n"
+        '[projects.p.stages.prod]\napprovals = 2\napprover_role = "admin"\n'
         'guarded = ["deploy"]\nrollback_on_failure = false\nfail_fast = true\n'
         'approval_expires = "2h"\n',
     )
@@ -157,7 +160,7 @@ def test_a_valid_policy_reads_as_written(tmp_path: Path) -> None:
 
 
 def test_the_registry_guards_only_verbs_a_policy_may_name() -> None:
-    guardable = {c.verb for c in build_registry().commands.values() if c.guardable}
+    guardable = {c.policy_verb for c in build_registry().commands.values() if c.guardable}
     assert guardable  # deploy and rollback at least
     assert guardable <= set(GUARDABLE_VERBS)
     assert set(DEFAULT_GUARDED) <= set(GUARDABLE_VERBS)

@@ -187,6 +187,26 @@ async def volumes_list(request: web.Request) -> web.Response:
         return json_response([v.to_json() for v in app.volumes])
 
 
+async def ips_list(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    with sim.lock:
+        return json_response({"ips": sim.state.list_ips(request.match_info["app_name"])})
+
+
+async def ips_create(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    with sim.lock:
+        return json_response(sim.state.assign_ip(request.match_info["app_name"], body))
+
+
+async def ips_delete(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    with sim.lock:
+        sim.state.delete_ip(request.match_info["app_name"], request.match_info["ip"])
+    return web.Response(status=204)
+
+
 # --- machines -----------------------------------------------------------------------------
 
 
@@ -708,6 +728,9 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("GET", A, "Apps_show", apps_show),
     ("DELETE", A, "Apps_delete", apps_delete),
     ("GET", A + "/volumes", "Volumes_list", volumes_list),
+    ("GET", A + "/ip_assignments", "App_IPAssignments_list", ips_list),
+    ("POST", A + "/ip_assignments", "App_IPAssignments_create", ips_create),
+    ("DELETE", A + "/ip_assignments/{ip}", "App_IPAssignments_delete", ips_delete),
     ("GET", A + "/machines", "Machines_list", machines_list),
     ("POST", A + "/machines", "Machines_create", machines_create),
     ("GET", M, "Machines_show", machines_show),

@@ -163,6 +163,7 @@ class SimApp:
     # bytes/s served per region, the slope of fly_edge_data_out; regions with machines and no
     # entry here serve `DEFAULT_EGRESS_BPS`.
     egress_bps: dict[str, float] = field(default_factory=dict)
+    ip_assignments: list[dict[str, Any]] = field(default_factory=list)
 
     def current_release(self) -> Release | None:
         done = [r for r in self.releases if r.status == "complete"]
@@ -662,6 +663,45 @@ class SimState:
                 meta[key] = value
             else:
                 raise invalid(f"metadata value for {key!r} must be a string")
+
+    # --- IP assignments ------------------------------------------------------------------
+
+    IP_TYPES = ("v4", "v6", "shared_v4", "private_v6")
+
+    def assign_ip(self, app_name: str, body: dict[str, Any]) -> dict[str, Any]:
+        app = self.app(app_name)
+        kind = body.get("type")
+        if kind not in self.IP_TYPES:
+            raise invalid(f"type must be one of {', '.join(self.IP_TYPES)}")
+        if kind == "shared_v4" and any(i["type"] == "shared_v4" for i in app.ip_assignments):
+            raise SimError(422, f"app {app.name} already has a shared IPv4 address")
+        n = len(app.ip_assignments) + 1
+        ip = {
+            "shared_v4": app.ipv4,
+            "v6": app.ipv6 if not any(i["ip"] == app.ipv6 for i in app.ip_assignments) else "",
+            "v4": f"137.66.{app.network_id % 250}.{n + 10}",
+            "private_v6": f"fdaa:0:{app.network_id:x}:a7b::{n}",
+        }[str(kind)] or f"2a09:8280:1::{app.network_id:x}:{n:x}:0"
+        item = {
+            "ip": ip,
+            "type": kind,
+            "region": str(body.get("region") or "global"),
+            "shared": kind == "shared_v4",
+            "service_name": str(body.get("service_name") or ""),
+            "created_at": iso(self.now()),
+        }
+        app.ip_assignments.append(item)
+        return dict(item)
+
+    def list_ips(self, app_name: str) -> list[dict[str, Any]]:
+        return [dict(i) for i in self.app(app_name).ip_assignments]
+
+    def delete_ip(self, app_name: str, ip: str) -> None:
+        app = self.app(app_name)
+        kept = [i for i in app.ip_assignments if i["ip"] != ip]
+        if len(kept) == len(app.ip_assignments):
+            raise SimError(404, f"ip {ip} not found")
+        app.ip_assignments = kept
 
     # --- logs ----------------------------------------------------------------------------
 
