@@ -56,3 +56,25 @@ async def test_an_approval_request_keeps_the_parsed_command(tmp_path: Path) -> N
         with session_scope(w.services.engine) as session:
             [request] = session.exec(select(ApprovalRequest)).all()
         assert request.command == f"deploy shop prod {NEW} --strategy canary"
+
+
+def test_a_guardable_verb_cannot_take_a_sensitive_parameter() -> None:
+    """An approval request keeps the masked line, so a guarded verb with a sensitive
+    parameter could only be stored with its value or run without it: it is refused when it
+    is registered (secret values travel beside the invocation instead, `asks_value`)."""
+    import pytest
+
+    from commands.context import CommandContext
+    from commands.kinds import LINK_CODE
+    from commands.registry import Param, Registry, command
+
+    async def handler(ctx: CommandContext) -> None:
+        raise AssertionError("never run")
+
+    guarded = command("toyguarded", summary="x", params=(Param("code", LINK_CODE),), guardable=True)
+    with pytest.raises(ValueError, match="guardable with a sensitive parameter"):
+        Registry().add(guarded(handler))
+    plain = command("toyplain", summary="x", params=(Param("code", LINK_CODE),))
+    registry = Registry()
+    registry.add(plain(handler))
+    assert ("toyplain",) in registry.commands

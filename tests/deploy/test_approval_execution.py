@@ -39,6 +39,39 @@ async def test_a_chat_failure_after_the_quorum_does_not_leave_it_approved(
         assert release_count(w) == 1 and len(w.calls("Machines_update")) == 6
 
 
+async def test_the_claim_comes_before_any_chat_about_the_quorum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every card edit and thread line after the quorum finds the request already claimed
+    (`executing` or later), never still `approved`: a chat call that hangs or dies there
+    cannot hold the run back."""
+    async with world(tmp_path, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        seen: list[tuple[str, str]] = []
+        update, post_in_thread = RecordingConversation.update, RecordingConversation.post_in_thread
+
+        async def watched_update(
+            self: RecordingConversation, message: MessageRef, r: Reply
+        ) -> None:
+            seen.append((r.plain().splitlines()[0], request_row(w).state))
+            await update(self, message, r)
+
+        async def watched_post(
+            self: RecordingConversation, thread: MessageRef, r: Reply
+        ) -> MessageRef:
+            seen.append((r.plain().splitlines()[0], request_row(w).state))
+            return await post_in_thread(self, thread, r)
+
+        monkeypatch.setattr(RecordingConversation, "update", watched_update)
+        monkeypatch.setattr(RecordingConversation, "post_in_thread", watched_post)
+        await w.bot.run("approver0", "approve 1")
+        await w.services.jobs.wait_all()
+        assert request_row(w).state == "executed"
+        assert any("running it" in line for line, _ in seen), seen
+        assert [s for s in seen if s[1] in ("pending", "approved")] == [], seen
+
+
 async def test_a_slow_but_alive_execution_is_not_failed(tmp_path: Path) -> None:
     clock = FrozenClock(utcnow())
     set_clock(clock)
