@@ -5,6 +5,8 @@ its executor's heartbeat, not by its age."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,14 +14,23 @@ import pytest
 from sqlalchemy import update
 
 from bot.clock import FrozenClock, set_clock, utcnow
+from bot.runtime import build_services
+from bot.settings import Settings
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote
 from bot.store.principals import IdentityKey, ensure_identity
 from commands.approvals import fail_stuck
 from commands.port import MessageRef, Reply
-from tests.deploy.test_approvals import PEOPLE, ask, people, release_count, request_row
-from tests.flyharness import world
-from tests.support import RecordingConversation
+from tests.deploy.test_approvals import (
+    PEOPLE,
+    ask,
+    audit_actions,
+    people,
+    release_count,
+    request_row,
+)
+from tests.flyharness import FAST_ENGINE, fly_client, world
+from tests.support import Bot, RecordingConversation
 
 
 async def test_a_chat_failure_after_the_quorum_does_not_leave_it_approved(
@@ -121,3 +132,69 @@ async def test_a_request_left_approved_is_run_by_the_sweep(tmp_path: Path) -> No
         assert request_row(w).state == "executed"
         assert release_count(w) == 1 and len(w.calls("Machines_update")) == 6
         assert "picked up" in w.bot.outbox("shell").all_text()
+
+
+def _instance_sweeps(settings: Settings, base_url: str, start: threading.Barrier) -> None:
+    """One bot instance in a thread of its own (its own engine, Fly client and event loop,
+    as another process would have) running the scheduler's approval sweep once."""
+    from commands.approvals import sweep
+
+    services = build_services(settings, FAST_ENGINE)
+    assert services.deployer is not None
+    fly = fly_client(base_url)
+    services.fly = fly
+    services.deployer.fly = fly
+    Bot(services)  # recording outboxes for the thread's lines
+
+    async def sweep_once() -> None:
+        try:
+            await sweep(services)
+            await services.jobs.wait_all()
+        finally:
+            await fly.aclose()
+
+    try:
+        start.wait(timeout=60)
+        asyncio.run(sweep_once())
+    finally:
+        services.engine.dispose()
+
+
+async def test_instances_sweeping_a_stalled_approved_request_together_run_it_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The approved → executing claim: every instance's sweep finds the same stalled request
+    at once; exactly one runs it (on SQLite and on PostgreSQL)."""
+    instances = 4
+    async with world(tmp_path, admins=PEOPLE, database_url=database_url) as w:
+        people(w)
+        await ask(w)
+        approver = ensure_identity(w.services.engine, IdentityKey("shell", "local", "approver0"))
+        with session_scope(w.services.engine) as session:  # the quorum, then the process died
+            session.add(
+                ApprovalVote(request_id=1, principal_id=approver.principal_id, name="approver0")
+            )
+            session.execute(
+                update(ApprovalRequest).values(
+                    state="approved", decided_at=utcnow() - timedelta(minutes=5)
+                )
+            )
+        start = threading.Barrier(instances)
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=instances) as pool:
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        pool, _instance_sweeps, w.services.settings, w.base_url, start
+                    )
+                    for _ in range(instances)
+                )
+            )
+        actions = audit_actions(w)
+        assert [a for a in actions if a[0] == "approval executed"] == [
+            ("approval executed", "bob", "executed")
+        ], actions
+        assert [a for a in actions if a[0] == "approval not executed"] == [], actions
+        assert request_row(w).state == "executed"
+        assert release_count(w) == 1 and len(w.calls("Releases_create")) == 1
+        assert len(w.calls("Machines_update")) == 6
