@@ -20,7 +20,7 @@ from bot.store.models import ApprovalRequest, ApprovalVote, Release
 from tests.fakes.slack_api import SlackSender, button_click, slash_command
 from tests.flyharness import NEW
 from tests.slack.harness import BOB, CAROL, CHANNEL, SlackWorld, slack_world
-from tests.slack.test_story import card_of
+from tests.slack.test_story import card_of, check_every_call
 from tests.support import snapshot
 
 pytestmark = pytest.mark.timeout(150)
@@ -104,6 +104,7 @@ async def test_a_command_delivered_three_times_and_a_double_click_run_once(
         refused = slack.private_to(CAROL)
         assert len(refused) == 1, refused  # the second click is told; the repeat is dropped
         assert "Request #1 is" in refused[0] or "already approved" in refused[0]
+        check_every_call(slack)
 
 
 async def test_two_instances_on_one_database_run_a_delivery_once(
@@ -127,11 +128,24 @@ async def test_two_instances_on_one_database_run_a_delivery_once(
             await slack.wait_for(
                 lambda: "succeeded" in slack.message(CHANNEL, card.ts).all_text(), timeout=60
             )
+
+            # Late retries of the command and of the click, on both instances: dropped, so
+            # nobody is told "Request #1 is executed" and no second request is made.
+            def told() -> int:
+                return len(slack.calls_to("response_url") + slack.calls_to("chat.postEphemeral"))
+
+            before = told()
+            assert await two.command(form, 2) == (200, "")
+            assert (await one.interactive(click, retry=2))[0] == 200
+            assert (await two.interactive(click, retry=3))[0] == 200
+            await asyncio.sleep(1.0)  # the time a wrongly accepted retry needs to answer
+            assert told() == before, slack.private_to(CAROL) + slack.private_to(BOB)
         assert await first.stop() == 0 and await second.stop() == 0
         assert len(rows(w, ApprovalRequest)) == 1
         assert len(rows(w, ApprovalVote)) == 1
         assert [r.state for r in rows(w, Release)] == ["succeeded"]
         assert len([m for m in slack.channel(CHANNEL) if m.thread_ts is None]) == 1
+        check_every_call(slack)
 
 
 async def test_healthz_is_503_until_slack_answers_then_200(tmp_path: Path) -> None:

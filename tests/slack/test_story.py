@@ -5,6 +5,7 @@ the fake Slack recorded, and the result read from the Fly simulator."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ async def test_deploy_approve_progress_succeeded_buttons_gone(tmp_path: Path) ->
         parent = slack.message(CHANNEL, card.ts)
         assert parent.buttons == []  # resolved: no buttons left
         assert "shop/prod v1 by bob, approved by carol" in parent.all_text()
+        # the parent: machines done of all (2 web + 1 worker) while it runs, elapsed at the end
+        edits = [str(u.params) for u in slack.calls_to("chat.update")]
+        assert any("deploying 3/3" in e for e in edits), "\n".join(e[:300] for e in edits)
+        assert re.search(r"succeeded in \d+(\.\d)?s", parent.all_text()), parent.all_text()
         thread = "\n".join(m.all_text() for m in slack.thread(CHANNEL, card.ts))
         assert "carol approved (1/1): running it" in thread
         assert "shop-prod" in thread or "web" in thread  # the engine's steps, in the thread
