@@ -9,7 +9,8 @@ job runner, so the HTTP answer never waits for the database, Fly or Slack. Deliv
   modal at once, from the command's trigger_id, before anything slow.
 - a button (`block_actions`): the line the registry declares for the button's action
   (`approve 12`), run as the person who clicked.
-- a message in an approval thread that says `approve` / `reject [reason]`.
+- a message in an approval thread that says `approve` / `reject [reason]` (also addressed
+  to the bot: `@flybot approve`).
 - the secrets modal submitted (the values travel beside the invocation) or closed (cancelled,
   an ephemeral note says so).
 - `app_home_opened`: the Home tab (commands/home.py) published for that person.
@@ -397,7 +398,7 @@ class SlackAdapter:
         # bolt acknowledges events itself; this runs after, and most messages are chat.
         if event.get("subtype") or event.get("bot_id") or not event.get("thread_ts"):
             return
-        text = str(event.get("text") or "")
+        text = self._addressed(str(event.get("text") or ""))
         first = text.strip().removeprefix("/fly").split(maxsplit=1)
         if not first or first[0].lower() not in ("approve", "reject"):
             return
@@ -425,6 +426,15 @@ class SlackAdapter:
             dedupe_key=f"slack:{team}:event:{body.get('event_id', '')}",
         )
         self._run(invocation, None)
+
+    def _addressed(self, text: str) -> str:
+        """A thread reply without a leading mention of this bot: `@flybot approve` (which
+        Slack sends as `<@U…> approve`) means what `approve` means. A mention of anyone
+        else is left in, so `@dave approve this?` asks dave and approves nothing."""
+        if self.identity is None or not self.identity.user_id:
+            return text
+        mention = re.match(rf"\s*<@{re.escape(self.identity.user_id)}(\|[^>]*)?>", text)
+        return text[mention.end() :] if mention else text
 
     async def _name_of(self, user: str) -> str:
         if user not in self._names:
