@@ -83,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings) -> int:
+    from bot.runtime.adapters import anything_configured, nothing_to_run
+
+    if not anything_configured(settings):
+        print(f"flybot: {nothing_to_run(settings)}", file=sys.stderr)
+        return 2
     from adapters.slack.app import SlackSetupError
     from adapters.slack.redact import install_on_handlers
     from bot.runtime import Runtime
