@@ -265,13 +265,15 @@ async def approve(ctx: CommandContext) -> None:
             )
     except IntegrityError:
         votes = _votes(ctx.engine, request.id or 0)
-        if len(votes) < request.approvals_needed:
+        # This vote made the quorum, but its click stopped before the request moved on
+        # (a busy database, a dead process): finish that click's work now. If the request
+        # moved on meanwhile (that click was still going), this click is told so.
+        if len(votes) < request.approvals_needed or not await _reach_quorum(
+            ctx, request, votes, name
+        ):
             raise CommandError(
                 f"You already approved #{request.id}; each approver counts once."
             ) from None
-        # This vote made the quorum, but its click stopped before the request moved on
-        # (a busy database, a dead process): finish that click's work now.
-        await _reach_quorum(ctx, request, votes, name)
         return
     votes = _votes(ctx.engine, request.id or 0)
     _record(
@@ -299,11 +301,14 @@ async def approve(ctx: CommandContext) -> None:
 
 async def _reach_quorum(
     ctx: CommandContext, request: ApprovalRequest, votes: list[ApprovalVote], name: str
-) -> None:
+) -> bool:
+    """Move the request to approved and run it; False when another click moved it first
+    (that click runs the action)."""
     if not _transition(ctx.engine, request.id or 0, ("pending",), "approved", decided_at=utcnow()):
-        return  # another click reached the quorum first; it runs the action
+        return False
     announce = f"✅ {name} approved ({len(votes)}/{request.approvals_needed}): running it."
     await _run_and_record(ctx.services, ctx.interaction, request, votes, announce)
+    return True
 
 
 async def _run_and_record(

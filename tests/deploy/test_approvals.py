@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
 from bot.clock import FrozenClock, set_clock, utcnow
@@ -135,6 +136,40 @@ async def test_a_click_stopped_after_its_vote_completes_the_quorum_when_clicked_
         # A vote repeated after that is still told it counts once, and runs nothing.
         late, conversation = await w.bot.run("approver0", "approve 1")
         assert late.status == "error" and "is executed" in conversation.all_text()
+
+
+async def test_a_click_again_while_the_first_click_moves_the_request_is_told_it_counts_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same approver clicks twice; the second click finds its vote already written and
+    the request still pending, and then the first click moves it on: the second is told
+    that its vote counts once (it used to get no answer at all), and runs nothing."""
+    import commands.approvals as approvals_module
+    from bot.store.approvals import move_request
+
+    async with world(tmp_path, approvals=1, admins=PEOPLE) as w:
+        people(w)
+        await ask(w)
+        engine = w.services.engine
+        identity = ensure_identity(engine, IdentityKey("shell", "local", "approver0"))
+        with session_scope(engine) as session:  # the first click's vote
+            session.add(
+                ApprovalVote(request_id=1, principal_id=identity.principal_id, name="approver0")
+            )
+        votes_of = approvals_module._votes
+
+        def first_click_moves_on(engine_: object, request_id: int) -> list[ApprovalVote]:
+            # the first click's compare-and-set lands while the second reads the votes
+            move_request(engine, request_id, ("pending",), "approved")
+            return votes_of(engine_, request_id)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(approvals_module, "_votes", first_click_moves_on)
+        again, conversation = await w.bot.run("approver0", "approve 1")
+        await w.services.jobs.wait_all()
+        assert again.status == "error", (again, conversation.all_text())
+        assert "You already approved #1; each approver counts once." in conversation.all_text()
+        assert request_row(w).state == "approved"  # left to the first click, which runs it
+        assert release_count(w) == 0 and w.calls("Machines_update") == []
 
 
 CLICKERS = 20
