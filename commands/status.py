@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from bot.fly import FlyAPIError, FlyClient, Machine
+from bot.ops.attached import attached_lines
 from bot.store import locks
 from commands.context import CommandContext
 from commands.errors import CommandError
@@ -67,6 +68,13 @@ async def status(ctx: CommandContext) -> None:
         ips = []  # the machines are what status is for: addresses are shown when Fly answers
     if ips:
         fields.append(("IPs", ", ".join(f"{i.ip} ({i.type})" for i in ips)))
+    catalog_apps = {s.app for p in ctx.catalog.projects.values() for s in p.stages}
+    attached = await attached_lines(
+        fly_of(ctx), ctx.services.settings.fly_org, stage.app, catalog_apps
+    )
+    if attached:
+        lines.append("databases")
+        lines.extend(f"  {line}" for line in attached)
     if held is not None:
         reason = f": {held.reason}" if held.reason else ""
         fields.append(

@@ -90,6 +90,17 @@ query ($appName: String!) {
 """
 
 
+_ADD_ONS_QUERY = """
+query ($appName: String!) {
+  app(name: $appName) {
+    addOns(type: upstash_redis) {
+      nodes { id name status primaryRegion readRegions addOnPlan { displayName } }
+    }
+  }
+}
+"""
+
+
 class _FlyAuth(httpx.Auth):
     """Adds the Authorization header at send time, so the token lives in one place."""
 
@@ -1172,6 +1183,13 @@ class FlyClient:
                 status=resp.status_code,
             )
         return digest
+
+    async def redis_add_ons(self, app: str) -> list[dict[str, Any]]:
+        """The app's Upstash Redis databases (GraphQL `addOns(type: upstash_redis)`), as Fly
+        describes them: name, status, primaryRegion, readRegions, addOnPlan.displayName."""
+        data = await self.graphql(_ADD_ONS_QUERY, {"appName": app})
+        add_ons = (data.get("app") or {}).get("addOns") or {}
+        return [n for n in add_ons.get("nodes") or [] if isinstance(n, dict)]
 
     async def current_release(self, app: str) -> Release | None:
         data = await self.graphql(_CURRENT_RELEASE_QUERY, {"appName": app})

@@ -149,6 +149,19 @@ async def sim_logs(request: web.Request) -> web.Response:
     return json_response({"ok": True, "lines": len(messages)})
 
 
+async def sim_redis(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    item = sim.add_redis(
+        request.match_info["app_name"],
+        str(body.get("name") or "redis"),
+        region=str(body.get("region") or "iad"),
+        plan=str(body.get("plan") or "Pay-as-you-go"),
+        status=str(body.get("status") or "ready"),
+    )
+    return json_response({"ok": True, "add_on": item})
+
+
 CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/__sim/calls", sim_calls),
     ("DELETE", "/__sim/calls", sim_clear_calls),
@@ -164,4 +177,5 @@ CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/__sim/images/push", sim_push_image),
     ("POST", "/__sim/start_duration", sim_start_duration),
     ("POST", "/__sim/logs/{app_name}/{machine_id}", sim_logs),
+    ("POST", "/__sim/redis/{app_name}", sim_redis),
 ]

@@ -1,6 +1,7 @@
 """Just enough GraphQL for what flybot asks api.fly.io: queries (no fragments, no mutations)
 over `app(name) { name id status organization{slug name} currentReleaseUnprocessed{...}
-currentRelease{...} releasesUnprocessed(first){nodes{...}} image(ref){digest ...} }`,
+currentRelease{...} releasesUnprocessed(first){nodes{...}} image(ref){digest ...}
+addOns(type){nodes{...}} }`,
 `platform { vmSizes { name cpuCores memoryMb memoryGb priceMonth priceSecond } regions {code
 name} }` and `viewer { email }`. Fields are projected as asked; unknown ones are errors."""
 
@@ -168,6 +169,14 @@ def _app(state: SimState, app: SimApp) -> dict[str, Any]:
     def image(args: dict[str, Any]) -> Any:
         return state.image_json(str(args.get("ref") or ""))
 
+    def add_ons(args: dict[str, Any]) -> dict[str, Any]:
+        kind = args.get("type")
+        items = [a for a in app.add_ons if kind in (None, a["type"])]
+        return {
+            "nodes": [{k: v for k, v in a.items() if k != "type"} for a in items],
+            "totalCount": len(items),
+        }
+
     return {
         "id": app.name,
         "name": app.name,
@@ -181,6 +190,7 @@ def _app(state: SimState, app: SimApp) -> dict[str, Any]:
         "releasesUnprocessed": releases,
         "releases": releases,
         "image": image,
+        "addOns": add_ons,
     }
 
 

@@ -232,6 +232,21 @@ class FlySimulator:
                 for lease in machine.lapsed_leases(self.clock.now())
             ]
 
+    def set_traffic(
+        self, app: str, *, since: float | None = None, rates: dict[str, float] | None = None
+    ) -> None:
+        """The HTTP traffic each started machine with services serves from `since` (a
+        simulator-clock time) at `rates` (requests/s per status code; None: its image's)."""
+        with self.lock:
+            found = self.state.app(app)
+            found.traffic_since, found.traffic_rates = since, dict(rates) if rates else None
+
+    def add_redis(self, app: str, name: str, **options: Any) -> dict[str, Any]:
+        """An Upstash Redis add-on for the app, as `fly redis create` makes (GraphQL addOns);
+        options: region, plan, status, read_regions."""
+        with self.lock:
+            return self.state.add_redis(app, name, **options)
+
     def emit_logs(
         self, app: str, machine_id: str, messages: list[str], level: str = "info"
     ) -> None:

@@ -164,6 +164,11 @@ class SimApp:
     # entry here serve `DEFAULT_EGRESS_BPS`.
     egress_bps: dict[str, float] = field(default_factory=dict)
     ip_assignments: list[dict[str, Any]] = field(default_factory=list)
+    add_ons: list[dict[str, Any]] = field(default_factory=list)  # GraphQL AddOn objects
+    # HTTP traffic its machines serve (see traffic.py): from when, and at what rates per
+    # status (None: each machine from its creation, at the rates its image gives)
+    traffic_since: float | None = None
+    traffic_rates: dict[str, float] | None = None
 
     def current_release(self) -> Release | None:
         done = [r for r in self.releases if r.status == "complete"]
@@ -663,6 +668,38 @@ class SimState:
                 meta[key] = value
             else:
                 raise invalid(f"metadata value for {key!r} must be a string")
+
+    # --- add-ons (Upstash Redis and friends, GraphQL only) ---------------------------------
+
+    def add_redis(
+        self,
+        app_name: str,
+        name: str,
+        *,
+        region: str = "iad",
+        plan: str = "Pay-as-you-go",
+        status: str = "ready",
+        read_regions: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        app = self.app(app_name)
+        now = iso(self.now())
+        item = {
+            "id": self.ids.hex(10),
+            "name": name,
+            "type": "upstash_redis",
+            "status": status,
+            "primaryRegion": region,
+            "readRegions": list(read_regions),
+            "hostname": f"fly-{name}.upstash.io",
+            "addOnPlan": {"displayName": plan, "name": plan.lower().replace(" ", "_")},
+            "addOnPlanName": plan,
+            "addOnProvider": {"name": "upstash_redis", "displayName": "Upstash Redis"},
+            "organization": {"slug": app.org.slug, "name": app.org.name},
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        app.add_ons.append(item)
+        return item
 
     # --- IP assignments ------------------------------------------------------------------
 
