@@ -20,6 +20,7 @@ from commands import (
     locks,
     logs,
     perms,
+    scale,
     status,
 )
 from commands.registry import Registry, declared_in
@@ -36,6 +37,7 @@ FAMILIES = (
     launch,
     approvals,
     certs,
+    scale,
 )
 
 

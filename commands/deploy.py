@@ -55,8 +55,10 @@ class ThreadReporter:
         thread: MessageRef,
         title: str,
         plan_lines: tuple[str, ...],
+        doing: str = "deploying",
     ) -> None:
         self.outbox = outbox
+        self.doing = doing
         self.thread = thread
         self.title = title
         self.plan_lines = plan_lines
@@ -112,7 +114,7 @@ class ThreadReporter:
         await self._say(
             self.outbox.update(
                 self.thread,
-                Reply(text=f"deploying {done}/{total}", title=self.title, lines=self.plan_lines),
+                Reply(text=f"{self.doing} {done}/{total}", title=self.title, lines=self.plan_lines),
             )
         )
 
@@ -127,7 +129,7 @@ class ThreadReporter:
             self.outbox.update(
                 self.thread,
                 Reply(
-                    text=f"deploying {self._done}/{self._total} — {text}",
+                    text=f"{self.doing} {self._done}/{self._total} — {text}",
                     title=self.title,
                     lines=self.plan_lines,
                 ),
@@ -191,8 +193,10 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
     # blocks the app's next deploy.
     try:
         title = markup(
-            "🚀 {where} v{version} by {who}{rollback}{approved}",
+            "{icon} {where} {scale}v{version} by {who}{rollback}{approved}",
+            icon="📏" if kind == "scale" else "🚀",
             where=f"{plan.project}/{plan.stage}",
+            scale="scale " if kind == "scale" else "",
             version=release.version,
             who=ctx.invocation.display_name,
             rollback=" (rollback)" if kind == "rollback" else "",
@@ -203,7 +207,8 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
         deployer.attach_thread(
             release.id or 0, thread.thread_id or thread.message_id, thread.message_id
         )
-        reporter = ThreadReporter(ctx.outbox, thread, title, lines)
+        doing = "scaling" if kind == "scale" else "deploying"
+        reporter = ThreadReporter(ctx.outbox, thread, title, lines, doing)
 
         async def job() -> None:
             finished = await deployer.run(release.id or 0, plan, reporter)
@@ -363,7 +368,10 @@ async def rollback(ctx: CommandContext) -> None:
 def _rollback_target(ctx: CommandContext, project: str, stage: str, version: int | None) -> Release:
     with session_scope(ctx.engine) as session:
         query = select(Release).where(
-            Release.project == project, Release.stage == stage, Release.state == "succeeded"
+            Release.project == project,
+            Release.stage == stage,
+            Release.state == "succeeded",
+            Release.kind != "scale",  # a scale is no release to roll back to
         )
         succeeded = list(session.exec(query.order_by(col(Release.version).desc())))
     if version is not None:

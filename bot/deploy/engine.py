@@ -19,7 +19,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -187,7 +187,8 @@ class DeployBusy(Exception):
     def __init__(self, holder: Release) -> None:
         self.holder = holder
         super().__init__(
-            f"{holder.app} is being deployed by {holder.requester_name or 'someone'} since "
+            f"{holder.app} is being {'scaled' if holder.kind == 'scale' else 'deployed'} by "
+            f"{holder.requester_name or 'someone'} since "
             f"{holder.created_at:%H:%M} UTC (v{holder.version}, {holder.state})."
         )
 
@@ -573,17 +574,22 @@ class Deployer:
         outcome, error = "failed", ""
         started = time.monotonic()
         try:
-            await self._create_fly_release(run)
+            if plan.kind != "scale":  # flyctl's scale records no release either
+                await self._create_fly_release(run)
             await self._lease_all(run)
             refresher = asyncio.create_task(self._refresh_leases(run))
-            if plan.release_command:
+            if plan.release_command and plan.kind != "scale":
                 await self._release_command(run)
-            strategy = {
-                "rolling": self._rolling,
-                "immediate": self._immediate,
-                "canary": self._canary,
-                "bluegreen": self._bluegreen,
-            }[plan.strategy]
+            strategy = (
+                self._scale
+                if plan.kind == "scale"
+                else {
+                    "rolling": self._rolling,
+                    "immediate": self._immediate,
+                    "canary": self._canary,
+                    "bluegreen": self._bluegreen,
+                }[plan.strategy]
+            )
             await strategy(run)
             await self._destroy_removed(run)
             await self._reap_duplicates(run)
@@ -698,6 +704,11 @@ class Deployer:
         await run.reporter.flush(final=True)
 
     def _final_line(self, run: _Run, outcome: str, elapsed: float) -> str:
+        if outcome == "succeeded" and run.plan.kind == "scale":
+            return (
+                f"✓ scale v{run.release.version} succeeded in {format_elapsed(elapsed)}: "
+                f"{run.done}/{run.total} machine changes"
+            )
         if outcome == "succeeded":
             return (
                 f"✓ v{run.release.version} succeeded in {format_elapsed(elapsed)}: "
@@ -769,7 +780,8 @@ class Deployer:
         )
 
     async def _lease_all(self, run: _Run) -> None:
-        machines = [m for g in run.plan.groups for m in g.update] + list(run.plan.destroy)
+        machines = [m for g in run.plan.groups for m in (*g.update, *g.remove)]
+        machines += list(run.plan.destroy)
         try:
             await settle(run.leases.take(m.id) for m in machines)
         finally:
@@ -785,6 +797,15 @@ class Deployer:
     # --- machine steps -----------------------------------------------------------------
 
     def _config_for(self, run: _Run, group: GroupPlan, machine: Machine | None) -> dict[str, Any]:
+        if run.plan.kind == "scale":
+            # A scale changes no release: a resized machine keeps its own config, a new one
+            # the config its group's planner chose (a clone, or fly.toml's with the release
+            # metadata of the app's machines).
+            if group.guest is not None and machine is not None and machine.config:
+                config = machine.config.to_json()
+                config["guest"] = {**(config.get("guest") or {}), **group.guest}
+                return config
+            return copy.deepcopy(group.config)
         config = copy.deepcopy(group.config)
         metadata = dict(machine.metadata) if machine is not None else {}
         metadata.update(config.get("metadata") or {})
@@ -972,6 +993,47 @@ class Deployer:
             if wait:
                 await self._wait_healthy(run, machine, f"{group.group} new ({machine.id})")
             await self._machine_done(run, f"✓ {machine.id} ({region}) created for [{group.group}]")
+
+    # --- scale -------------------------------------------------------------------------
+
+    async def _scale(self, run: _Run) -> None:
+        """`scale count` and `scale vm`: per group, new machines first (each waited for, so
+        capacity comes before removal), then the removals, then resizes one machine at a
+        time, each waited for as a rolling deploy's would be."""
+        for group in run.plan.groups:
+            for index, region in enumerate(group.create_regions):
+                config_group = group
+                volume = group.create_volumes[index] if index < len(group.create_volumes) else ""
+                if volume:
+                    config = copy.deepcopy(group.config)
+                    config["mounts"][0]["volume"] = volume
+                    config_group = replace(group, config=config)
+                machine = await self._create(run, config_group, region)
+                await self._wait_healthy(run, machine, f"{group.group} new ({machine.id})")
+                await self._machine_done(
+                    run,
+                    f"✓ {machine.id} ({region}) created for [{group.group}]"
+                    + (f", mounting {volume}" if volume else ""),
+                )
+            for machine in group.remove:
+                await self._destroy(run, machine.id, run.leases.nonce(machine.id))
+                await self._machine_done(
+                    run, f"{machine.id} ({machine.region}, {machine.state}) destroyed"
+                )
+            ordered = [m for m in group.update if m.state == "stopped"]
+            ordered += [m for m in group.update if m.state != "stopped"]
+            for machine in ordered:
+                updated = await self._update(run, group, machine)
+                if machine.state == "stopped":
+                    await self._machine_done(
+                        run, f"{machine.id} ({machine.region}) resized, stays stopped"
+                    )
+                    continue
+                await self._wait_healthy(run, updated, self._label(group, machine))
+                await self._machine_done(
+                    run, f"✓ {machine.id} ({machine.region}) resized and healthy"
+                )
+            await run.reporter.flush()
 
     # --- strategies --------------------------------------------------------------------
 

@@ -37,6 +37,10 @@ class GroupPlan:
     env_changed: tuple[str, ...] = ()
     env_removed: tuple[str, ...] = ()
     guest_change: str = ""
+    # Scale plans (DeployPlan.kind "scale") only:
+    remove: tuple[Machine, ...] = ()  # machines destroyed, in this order
+    create_volumes: tuple[str, ...] = ()  # per create_regions entry, the volume it mounts
+    guest: dict[str, Any] | None = None  # `update` machines keep their config, with this guest
 
     @property
     def has_checks(self) -> bool:
@@ -66,6 +70,8 @@ class DeployPlan:
     digest_source: str = ""  # where the digest came from (Fly's image look-up, …)
     stage_hash: str = ""  # StageConfig.config_hash(): fly.toml's effect, [deploy] included
     fail_fast: bool = False
+    kind: str = "deploy"  # "scale": machines added, removed or resized; no new release
+    scale_lines: tuple[str, ...] = ()  # a scale plan's own summary
 
     @property
     def image_name(self) -> str:
@@ -91,6 +97,22 @@ class DeployPlan:
             "destroy": sorted(m.id for m in self.destroy),
             "create": {g.group: list(g.create_regions) for g in self.groups if g.create_regions},
             "rollback_on_failure": self.rollback_on_failure,
+        } | (self._scale_targets() if self.kind == "scale" else {})
+
+    def _scale_targets(self) -> dict[str, Any]:
+        """What a scale changes, machine by machine: an approval names exactly these."""
+        return {
+            "kind": self.kind,
+            "targets": {
+                g.group: {
+                    "update": sorted(m.id for m in g.update),
+                    "guest": g.guest,
+                    "create": list(g.create_regions),
+                    "volumes": list(g.create_volumes),
+                    "remove": [m.id for m in g.remove],
+                }
+                for g in self.groups
+            },
         }
 
     @property
@@ -100,9 +122,16 @@ class DeployPlan:
 
     @property
     def machine_count(self) -> int:
-        return sum(len(g.update) + len(g.create_regions) for g in self.groups)
+        return sum(len(g.update) + len(g.create_regions) + len(g.remove) for g in self.groups)
 
     def summary_lines(self) -> list[str]:
+        if self.kind == "scale":
+            return [
+                *self.scale_lines,
+                *self.notes,
+                f"Approval binds: plan {self.fingerprint[:12]} (the machines changed, the "
+                "regions and volumes of new ones, the size); any change voids it",
+            ]
         previous = without_digest(self.previous_image) or "(none)"
         lines = [
             f"Image: {previous} → {self.image_name} ({self.image_source}), "

@@ -32,6 +32,7 @@ from bot.fly.models import (
     Release,
     Secret,
     SecretsSetResult,
+    Volume,
     WaitResult,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "Timeouts",
     "TransportError",
     "UnauthorizedError",
+    "Volume",
     "WaitResult",
     "authorization_header",
     "normalize_token",

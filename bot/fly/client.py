@@ -46,6 +46,7 @@ from bot.fly.models import (
     Release,
     Secret,
     SecretsSetResult,
+    Volume,
     WaitResult,
 )
 from bot.fly.retry import (
@@ -463,6 +464,11 @@ class FlyClient:
                 break
             token = page.next_token
         return list(kept)
+    # --- volumes ------------------------------------------------------------------------
+
+    async def list_volumes(self, app: str) -> list[Volume]:
+        resp = await self._call("GET", self._app_url(app, "volumes"))
+        return [self._parse(resp, Volume, v) for v in self._json("GET", resp) or []]
 
     # --- machines -----------------------------------------------------------------------
 

@@ -155,6 +155,21 @@ class Machine(FlyModel):
         return dict(self.config.metadata or {}) if self.config else {}
 
 
+class Volume(FlyModel):
+    id: str
+    name: str | None = None
+    state: str | None = None
+    region: str | None = None
+    size_gb: int | None = None
+    attached_machine_id: str | None = None
+    host_status: str | None = None
+    created_at: str | None = None
+
+    @property
+    def attached(self) -> bool:
+        return bool(self.attached_machine_id)
+
+
 class MachinePage(FlyModel):
     machines: list[Machine]
     next_cursor: str | None = None

@@ -372,6 +372,45 @@ async def launched(env: Env, ran: Ran) -> None:
     assert sorted(i.type for i in ips) == ["shared_v4", "v6"]
 
 
+async def web_target(env: Env, user: str) -> dict[str, Any]:
+    """One more web machine than staging has now (one fewer past six)."""
+    now = len([m for m in await env.w.machines("shop-staging") if _group(m) == "web"])
+    return {"n": now + 1 if now < 6 else now - 1}
+
+
+def _group(machine: Any) -> str:
+    return str(machine.metadata.get("fly_process_group", ""))
+
+
+async def web_counted(env: Env, ran: Ran) -> None:
+    await env.w.services.jobs.wait_all()
+    web = [m for m in await env.w.machines("shop-staging") if _group(m) == "web"]
+    assert len(web) == ran.prepared["n"], ran.text
+    assert all(m.state == "started" for m in web)
+
+
+async def worker_size(env: Env, user: str) -> dict[str, Any]:
+    """The other size than staging's workers have now."""
+    [first, *_] = [m for m in await env.w.machines("shop-staging") if _group(m) == "worker"]
+    cpus = first.config.guest.cpus if first.config and first.config.guest else 1
+    return {"size": "shared-cpu-1x" if cpus == 2 else "shared-cpu-2x"}
+
+
+async def workers_resized(env: Env, ran: Ran) -> None:
+    await env.w.services.jobs.wait_all()
+    want = 2 if ran.prepared["size"] == "shared-cpu-2x" else 1
+    workers = [m for m in await env.w.machines("shop-staging") if _group(m) == "worker"]
+    assert len(workers) == 2
+    for machine in workers:
+        assert machine.config and machine.config.guest and machine.config.guest.cpus == want
+
+
+async def shows_groups(env: Env, ran: Ran) -> None:
+    assert "[web]" in ran.text and "[worker]" in ran.text, ran.text
+    for machine in await env.w.machines("shop-staging"):
+        assert machine.id in ran.text, (machine.id, ran.text)
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -422,6 +461,11 @@ MATRIX: dict[str, list[Case]] = {
     "certs show": [Case(f"certs show shop staging {HOST}", STAGING, names_cert, a_cert)],
     "certs check": [Case("certs check shop staging", STAGING, names_cert, a_cert)],
     "certs remove": [Case(f"certs remove shop staging {HOST}", STAGING, cert_removed, a_cert)],
+    "scale show": [Case("scale show shop staging", STAGING, shows_groups)],
+    "scale count": [Case("scale count shop staging web={n}", STAGING, web_counted, web_target)],
+    "scale vm": [
+        Case("scale vm shop staging {size} --group worker", STAGING, workers_resized, worker_size)
+    ],
     "reject": [
         Case("reject {id} changed my mind", PROD, rejected, prod_request, needs=Role.approver)
     ],

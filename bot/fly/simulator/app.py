@@ -207,6 +207,14 @@ async def ips_delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def volumes_create(request: web.Request) -> web.Response:
+    sim = sim_of(request)
+    body = await read_body(request)
+    with sim.lock:
+        volume = sim.state.create_volume(request.match_info["app_name"], body)
+        return json_response(volume.to_json())
+
+
 # --- machines -----------------------------------------------------------------------------
 
 
@@ -731,6 +739,7 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("GET", A + "/ip_assignments", "App_IPAssignments_list", ips_list),
     ("POST", A + "/ip_assignments", "App_IPAssignments_create", ips_create),
     ("DELETE", A + "/ip_assignments/{ip}", "App_IPAssignments_delete", ips_delete),
+    ("POST", A + "/volumes", "Volumes_create", volumes_create),
     ("GET", A + "/machines", "Machines_list", machines_list),
     ("POST", A + "/machines", "Machines_create", machines_create),
     ("GET", M, "Machines_show", machines_show),

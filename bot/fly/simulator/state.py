@@ -355,7 +355,67 @@ class SimState:
             config["guest"] = dict(DEFAULT_GUEST)
         if config.get("metadata") is None:
             config["metadata"] = {}
+        self._check_guest(config)
         return config
+
+    def _check_guest(self, config: dict[str, Any]) -> None:
+        """Fly's guest rules: shared CPUs 1, 2, 4, 6, 8 with 256-2048 MB each in 256 MB steps;
+        performance 1, 2, 4, 8, 16 with 2048-8192 MB each in 1024 MB steps."""
+        guest = config.get("guest")
+        if not isinstance(guest, dict):
+            raise invalid("config.guest must be an object")
+        guest = {**DEFAULT_GUEST, **guest}  # what Fly fills in for the keys left out
+        kind, cpus, memory = guest.get("cpu_kind"), guest.get("cpus"), guest.get("memory_mb")
+        rules = {
+            "shared": ((1, 2, 4, 6, 8), 256, 2048, 256),
+            "performance": ((1, 2, 4, 8, 16), 2048, 8192, 1024),
+        }
+        if kind not in rules:
+            raise invalid(f"invalid cpu_kind {kind!r}: shared or performance")
+        counts, low, high, step = rules[kind]
+        if cpus not in counts:
+            raise invalid(f"invalid number of CPUs {cpus!r} for {kind}")
+        if not isinstance(memory, int) or memory % step or not low * cpus <= memory <= high * cpus:
+            raise invalid(
+                f"invalid memory size {memory!r} MB for {cpus} {kind} CPU(s): "
+                f"{low * cpus}-{high * cpus} MB in steps of {step}"
+            )
+
+    def _volume_to_attach(self, app: SimApp, config: dict[str, Any], region: str) -> Volume | None:
+        """A create naming a volume in `mounts` attaches it: it must be the app's, in the
+        machine's region, and free, as Fly requires."""
+        mounts = config.get("mounts") or []
+        wanted = next((m.get("volume") for m in mounts if isinstance(m, dict)), None)
+        if not wanted:
+            return None
+        volume = next((v for v in app.volumes if v.id == wanted), None)
+        if volume is None:
+            raise SimError(404, f"volume {wanted} not found")
+        if volume.region != region:
+            raise invalid(f"volume {wanted} is in {volume.region}, not {region}")
+        if volume.attached_machine_id:
+            raise invalid(f"volume {wanted} is already attached to {volume.attached_machine_id}")
+        return volume
+
+    def create_volume(self, app_name: str, body: dict[str, Any]) -> Volume:
+        app = self.app(app_name)
+        name, region = body.get("name"), body.get("region")
+        if not isinstance(name, str) or not name:
+            raise invalid("name is required")
+        if region not in REGIONS:
+            raise invalid(f"unknown region {region!r}")
+        size = body.get("size_gb") or 1
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise invalid("size_gb must be a whole number of GB, at least 1")
+        volume = Volume(
+            id="vol_" + self.ids.hex(16),
+            name=name,
+            region=str(region),
+            size_gb=size,
+            created_at=self.now(),
+        )
+        app.volumes.append(volume)
+        return volume
 
     def _check_secrets_version(self, app: SimApp, wanted: Any) -> int:
         if wanted is None:
@@ -421,6 +481,9 @@ class SimState:
             cordoned_at=now if body.get("skip_service_registration") else None,
             secrets_version=secrets_version,
         )
+        volume = self._volume_to_attach(app, config, machine.region)
+        if volume is not None:
+            volume.attached_machine_id = machine.id
         self._pull(machine)
         machine.start_s = self._start_s(machine)
         machine.event(self.ids, now, "launch", "created", "user")
@@ -560,6 +623,9 @@ class SimState:
         now = self.now()
         machine.set_state("destroying", now)
         machine.started_at = None
+        for volume in self.app(app_name).volumes:
+            if volume.attached_machine_id == machine.id:
+                volume.attached_machine_id = None  # the volume stays, free for another
         machine.schedule("destroyed", now + self.timing.destroy_s)
         machine.event(self.ids, now, "destroy", "destroying", "user")
 
