@@ -302,7 +302,7 @@ async def plan_count(ctx: CommandContext) -> Plan:
     role=Role.deployer,
     planner=plan_count,
     examples=(
-        "/fly scale count ping-go prod 3",
+        "/fly scale count ping-go dev web=3",
         "/fly scale count ping-go prod web=4 cron=1 --region nrt,sin",
         "/fly scale count ping-go prod web=2 --dry-run",
     ),
