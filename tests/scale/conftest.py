@@ -69,7 +69,19 @@ class ScaleWorld:
     bot: Bot
     root: Path
     http: httpx.AsyncClient
+    settings: Settings
     seeded: dict[str, list[str]] = field(default_factory=dict)
+    others: list[Services] = field(default_factory=list)
+
+    def instance(self) -> Bot:
+        """A second bot process on the same database and the same Fly."""
+        services = build_services(self.settings, FAST_ENGINE)
+        assert services.deployer is not None
+        client = fly_client(self.base_url)
+        services.fly = client
+        services.deployer.fly = client
+        self.others.append(services)
+        return Bot(services)
 
     def calls(self, operation: str | None = None) -> list[Any]:
         return [c for c in self.sim.calls if operation is None or c.operation == operation]
@@ -174,7 +186,7 @@ async def scale_world(tmp_path: Path, database_url: str | None = None) -> AsyncI
             services.fly = fly
             services.deployer.fly = fly
             bot = Bot(services)
-            world = ScaleWorld(sim, server.base_url, fly, services, bot, tmp_path, http)
+            world = ScaleWorld(sim, server.base_url, fly, services, bot, tmp_path, http, settings)
             shop, store = tmp_path / "shop", tmp_path / "store"
             # One at a time: the simulator orders machines by creation, and so do the rules.
             for region in ("nrt", "sin"):
@@ -191,5 +203,9 @@ async def scale_world(tmp_path: Path, database_url: str | None = None) -> AsyncI
             try:
                 yield world
             finally:
-                await services.jobs.wait_all()
+                for one in (services, *world.others):
+                    await one.jobs.wait_all()
+                for other in world.others:
+                    if other.fly is not None:
+                        await other.fly.aclose()
                 await fly.aclose()

@@ -4,6 +4,7 @@ approvals and one-machine-at-a-time resizes, and the one-per-app slot shared wit
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
@@ -306,8 +307,10 @@ async def test_scale_vm_warns_when_fly_toml_would_undo_it(tmp_path: Path) -> Non
         assert "⚠" not in text
 
 
-async def test_a_scale_and_a_deploy_of_one_app_cannot_run_at_once(tmp_path: Path) -> None:
-    async with scale_world(tmp_path) as world:
+async def test_a_scale_and_a_deploy_of_one_app_cannot_run_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with scale_world(tmp_path, database_url) as world:
         world.sim.set_start_duration(1.5, image=OLD)  # new machines take a while to start
         outcome, conversation = await world.bot.run("bob", "scale count shop dev web=3")
         assert outcome.status == "ok", conversation.all_text()
@@ -333,3 +336,26 @@ async def test_a_scale_and_a_deploy_of_one_app_cannot_run_at_once(tmp_path: Path
         with session_scope(world.bot.engine) as session:
             kinds = [(r.kind, r.state) for r in session.exec(select(Release))]
         assert kinds == [("scale", "succeeded"), ("deploy", "succeeded")]
+
+
+async def test_two_instances_asked_at_once_scale_once(tmp_path: Path, database_url: str) -> None:
+    """The same scale typed to two bot processes on one database: one runs it, the other
+    says the app is busy (the release table's one-active-per-app index)."""
+    async with scale_world(tmp_path, database_url) as world:
+        world.sim.set_start_duration(0.5, image=OLD)
+        other = world.instance()
+        (first, one), (second, two) = await asyncio.gather(
+            world.bot.run("bob", "scale count shop dev web=4"),
+            other.run("bob", "scale count shop dev web=4"),
+        )
+        statuses = sorted([first.status, second.status])
+        assert statuses == ["error", "ok"], (one.all_text(), two.all_text())
+        refused = one if first.status == "error" else two
+        assert "shop-dev is being scaled by bob" in refused.all_text()
+        await world.wait()
+        for services in world.others:
+            await services.jobs.wait_all()
+        assert regions(await world.machines("shop-dev", "web")) == {"nrt": 2, "sin": 2}
+        assert len(world.calls("Machines_create")) == 2
+        with session_scope(world.bot.engine) as session:
+            assert [r.kind for r in session.exec(select(Release))] == ["scale"]
