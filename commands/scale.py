@@ -175,8 +175,8 @@ async def _fresh_configs(
     metadata its machines carry (flyctl: the latest complete release's)."""
     image, _ = majority_image(machines)
     if not image:
-        current = await fly.current_release(stage.app)
-        image = str(getattr(current, "image_ref", "") or "") if current else ""
+        current = await fly.current_release(stage.app)  # no machine left: Fly's last release
+        image = (current.image_ref or "") if current else ""
     if not image:
         return {}, ""
     metadata: dict[str, str] = {}

@@ -292,7 +292,15 @@ async def test_the_approval_names_the_machines_a_scale_down_removes(tmp_path: Pa
 
 async def test_scale_vm_warns_when_fly_toml_would_undo_it(tmp_path: Path) -> None:
     async with scale_world(tmp_path) as world:
+        first_nrt, first_sin = world.seeded["shop-dev"]
+        await world.fly.stop_machine("shop-dev", first_sin)
+        await world.fly.wait_for_state("shop-dev", first_sin, "stopped", timeout=10)
+        world.sim.calls.clear()
         text = await run_ok(world, "scale vm shop dev performance-1x --group web")
+        # the stopped machine first, and it stays stopped (as a rolling deploy does)
+        assert [c.machine_id for c in world.calls("Machines_update")] == [first_sin, first_nrt]
+        assert f"{first_sin} (sin) resized, stays stopped" in text
+        assert world.live()[first_sin][1] == "stopped"
         assert (
             "⚠ fly.toml has no [[vm]] for [web], so deploys use shared-cpu-1x 256 MB: the next "
             "deploy puts that back" in text
@@ -359,3 +367,44 @@ async def test_two_instances_asked_at_once_scale_once(tmp_path: Path, database_u
         assert len(world.calls("Machines_create")) == 2
         with session_scope(world.bot.engine) as session:
             assert [r.kind for r in session.exec(select(Release))] == ["scale"]
+
+
+async def test_max_per_region_gives_back_excess_and_fills_other_regions(tmp_path: Path) -> None:
+    """As flyctl: a region over --max-per-region gives back its excess first (its oldest),
+    then new machines go round-robin to the regions still under the maximum."""
+    async with scale_world(tmp_path) as world:
+        await run_ok(world, "scale count shop dev web=5")  # nrt 3, sin 2
+        oldest_nrt = world.seeded["shop-dev"][0]
+        world.sim.calls.clear()
+        text = await run_ok(
+            world, "scale count shop dev web=5 --region nrt,sin,syd --max-per-region 2"
+        )
+        assert "regions nrt, sin, syd" in text and "create 1: syd +1" in text
+        assert [c.machine_id for c in world.calls("Machines_delete")] == [oldest_nrt]
+        assert regions(await world.machines("shop-dev", "web")) == {"nrt": 2, "sin": 2, "syd": 1}
+
+
+async def test_a_group_with_no_machine_left_is_built_from_fly_s_last_release(
+    tmp_path: Path,
+) -> None:
+    async with scale_world(tmp_path) as world:
+        [only] = world.seeded["store-dev"]
+        await world.fly.delete_machine("store-dev", only, force=True)
+        await world.fly.wait_for_state("store-dev", only, "destroyed", timeout=10)
+        before = world.live("store-dev")
+        outcome, conversation = await world.bot.run("bob", "scale count store dev 1")
+        assert outcome.status == "error"
+        assert "no machines to clone and no image to build one from fly.toml; deploy the stage" in (
+            conversation.all_text()
+        )
+        assert world.live("store-dev") == before
+
+        release = await world.fly.create_release("store-dev", OLD)
+        await world.fly.update_release(release.id, "complete")
+        text = await run_ok(world, "scale count store dev 1")
+        assert "from fly.toml and the current image" in text
+        [machine] = await world.machines("store-dev")
+        assert machine.config is not None and (machine.config.image or "").startswith(OLD)
+        [volume] = world.sim.state.apps["store-dev"].volumes  # the old one, free again
+        assert machine.config.mounts and machine.config.mounts[0].volume == volume.id
+        assert volume.attached_machine_id == machine.id
