@@ -21,6 +21,7 @@ from commands import (
     logs,
     perms,
     scale,
+    secrets,
     status,
 )
 from commands.registry import Registry, declared_in
@@ -38,6 +39,7 @@ FAMILIES = (
     approvals,
     certs,
     scale,
+    secrets,
 )
 
 

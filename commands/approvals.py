@@ -143,6 +143,33 @@ async def resume_approved(services: Services, stale_after: timedelta = STALE_AFT
     return resumed
 
 
+async def drop_settled_secrets(services: Services) -> list[int]:
+    """Secret values held for requests that will never run (rejected, expired or voided,
+    here or on another instance) leave memory at the next sweep."""
+    held = list(services.held_secrets)
+    if not held:
+        return []
+    still_open = await asyncio.to_thread(_open_requests, services.engine, held)
+    dropped = [request_id for request_id in held if request_id not in still_open]
+    for request_id in dropped:
+        services.held_secrets.pop(request_id, None)
+    return dropped
+
+
+def _open_requests(engine: Engine, ids: list[int]) -> set[int]:
+    with session_scope(engine) as session:
+        return {
+            found
+            for found in session.exec(
+                select(ApprovalRequest.id).where(
+                    col(ApprovalRequest.id).in_(ids),
+                    col(ApprovalRequest.state).in_(("pending", "approved", "executing")),
+                )
+            )
+            if found is not None
+        }
+
+
 def stale_after(services: Services) -> timedelta:
     if services.deployer is None:
         return STALE_AFTER
@@ -153,7 +180,9 @@ async def sweep(services: Services) -> None:
     """The scheduler's periodic pass: expire what is due, fail what is stuck, run what was
     approved and then left."""
     stale = stale_after(services)
-    await expire_due(services.engine, services.router)
+    for request_id in await expire_due(services.engine, services.router):
+        services.held_secrets.pop(request_id, None)
+    await drop_settled_secrets(services)
     await fail_stuck(services.engine, services.router, stale)
     await resume_approved(services, stale)
 
@@ -374,6 +403,7 @@ async def reject(ctx: CommandContext) -> None:
         decided_at=utcnow(),
     ):
         raise CommandError(f"Request #{request.id} was decided meanwhile.")
+    ctx.services.held_secrets.pop(request.id or 0, None)
     ctx.audit_note = f"rejected #{request.id}: {reason}"
     _record(
         ctx.engine,

@@ -71,8 +71,15 @@ def bind(
             binding.bound[param.name] = _convert(param.type, label, remaining.pop(0), binding)
     if remaining:
         raise UsageError(f"Too many arguments ('{remaining[0]}' …). Usage: {command.usage()}")
-    values = {name: _flag_value(command, name, raw, binding) for name, raw in flags.items()}
+    values = {
+        _flag_key(command, name): _flag_value(command, name, raw, binding)
+        for name, raw in flags.items()
+    }
     return binding.bound, values
+
+
+def _flag_key(command: Command, name: str) -> str:
+    return next((f.key for f in command.flags if f.name == name), name)
 
 
 def _words(param: Param, value: Any, mask: bool) -> list[str]:
@@ -96,12 +103,12 @@ def canonical_line(
             positional.extend(_words(param, args[param.name], mask))
     options: list[str] = []
     for flag in command.flags:
-        if flag.name not in flags:
+        if flag.key not in flags:
             continue
         if flag.is_switch:
             options.append(f"--{flag.name}")
         else:
-            options.extend([f"--{flag.name}", flag.type.word(flags[flag.name])])
+            options.extend([f"--{flag.name}", flag.type.word(flags[flag.key])])
     if any(word.startswith("--") for word in positional):  # `--` ends the flags
         return _join([*command.path, *options, "--", *positional])
     return _join([*command.path, *positional, *options])

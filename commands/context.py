@@ -15,7 +15,7 @@ from bot.projects import Catalog
 from bot.settings import Settings
 from commands.port import Interaction, Invocation, MessageRef, Reply, Router, Tone
 from commands.registry import Command, Registry
-from commands.secrets import SecretValues
+from commands.secret_input import SecretValues
 
 if TYPE_CHECKING:
     from commands.guard import Approved, Plan

@@ -21,6 +21,7 @@ from bot.deploy.images import exists as image_exists
 from bot.deploy.images import pinned, without_digest
 from bot.deploy.plan import DeployPlan, PlanError, make_plan
 from bot.durations import format_elapsed
+from bot.ops import secrets as secrets_ops
 from bot.store.engine import session_scope
 from bot.store.models import Release
 from commands.context import CommandContext
@@ -175,6 +176,11 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
     """Claim the app, open the thread, and run the roll-out as a background job."""
     deployer = deployer_of(ctx)
     approvers = ctx.approvers
+    if plan.min_secrets_version is None:
+        # As flyctl: every machine a deploy touches gets at least the newest secrets version
+        # flybot set, so secrets staged with --stage ride along with the next deploy.
+        newest = await asyncio.to_thread(secrets_ops.latest_version, ctx.engine, plan.app)
+        plan = replace(plan, min_secrets_version=newest)
     try:
         release = deployer.claim(
             plan,
@@ -199,7 +205,7 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
             scale="scale " if kind == "scale" else "",
             version=release.version,
             who=ctx.invocation.display_name,
-            rollback=" (rollback)" if kind == "rollback" else "",
+            rollback={"rollback": " (rollback)", "secrets": " (secrets restart)"}.get(kind, ""),
             approved=f", approved by {approvers}" if approvers else "",
         )
         lines = tuple(plan.summary_lines())

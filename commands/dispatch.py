@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import update
@@ -48,7 +49,7 @@ from commands.permissions import authorize
 from commands.port import Interaction, Invocation, MessageRef, Reply
 from commands.registry import Command
 from commands.roles import ANY
-from commands.secrets import SecretRequest, SecretValues
+from commands.secret_input import SecretRequest, SecretValues, ValueInCommand, typed_values
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ def parse_invocation(services: Services, invocation: Invocation) -> Parsed:
     """The command a line names, with checked arguments and flags. Pure: raises UsageError only."""
     tokens = split_words(invocation.text)
     command, _ = services.registry.resolve(tuple(_leading_words(tokens)))
+    if command.secret_params:
+        # Before any word is bound (or echoed in an error): a value typed in the text.
+        typed = typed_values(tokens[len(command.path) :])
+        if typed is not None:
+            raise ValueInCommand(command.name, typed[0], (*tokens[: len(command.path)], *typed[1]))
     parsed = parse_tokens(tokens[len(command.path) :], command.switches)
     args, flags = bind(command, parsed.words, parsed.flags, services.catalog, invocation)
     return Parsed(command, args, flags)
@@ -125,6 +131,18 @@ class Dispatcher:
             return False
         return command.sensitive
 
+    def shown_line(self, line: str) -> str:
+        """A typed line as it may be shown back (a scripted shell echoes its input): a
+        value typed after a verb with secret input is masked, `NAME=•••`."""
+        try:
+            tokens = split_words(line)
+            command, _ = self.services.registry.resolve(tuple(_leading_words(tokens)))
+        except UsageError:
+            return line
+        if not command.secret_params or typed_values(tokens[len(command.path) :]) is None:
+            return line
+        return " ".join(w.split("=", 1)[0] + "=•••" if "=" in w else w for w in tokens)
+
     # --- the pipeline ------------------------------------------------------------------
 
     async def handle(
@@ -158,6 +176,10 @@ class Dispatcher:
         try:
             parsed = parse_invocation(services, invocation)
             values = _only_asked(parsed, values)
+        except ValueInCommand as exc:
+            await self._audit_typed_value(invocation, exc)
+            await interaction.reply_private(Reply(text=str(exc), tone="error"))
+            return Outcome("usage", str(exc))
         except UsageError as exc:
             await interaction.reply_private(Reply(text=str(exc), tone="error"))
             return Outcome("usage", str(exc))
@@ -178,6 +200,42 @@ class Dispatcher:
             secrets=values,
         )
         return await execute(context)
+
+    async def _audit_typed_value(self, invocation: Invocation, exc: ValueInCommand) -> None:
+        """The attempt is audited with the names only: the line as it should have been
+        typed (each NAME=value cut to its NAME), never the text that was."""
+        services = self.services
+        clean = " ".join(shlex.quote(w) for w in exc.clean_words)
+        project = stage = None
+        try:
+            parsed = parse_invocation(services, replace(invocation, text=clean))
+        except UsageError:
+            pass
+        else:
+            clean = canonical_line(parsed.command, parsed.args, parsed.flags, mask=True)
+            project = _scope_part(parsed.args.get("project"))
+            stage = _scope_part(parsed.args.get("stage"))
+        identity = await asyncio.to_thread(
+            ensure_identity,
+            services.engine,
+            IdentityKey(invocation.platform, invocation.workspace_id, invocation.user_id),
+            invocation.display_name,
+        )
+        entry = AuditEntry(
+            principal_id=identity.principal_id,
+            platform=invocation.platform,
+            workspace_id=invocation.workspace_id,
+            user_id=invocation.user_id,
+            display_name=invocation.display_name,
+            action=exc.command,
+            command=clean[:500],
+            outcome="refused",
+            reason="a secret value was typed in the command text: refused before anything "
+            f"was stored or sent ({', '.join(exc.names)})",
+            project=None if project in (None, ANY) else project,
+            stage=None if stage in (None, ANY) else stage,
+        )
+        await asyncio.to_thread(audit.record, services.engine, entry)
 
 
 def _only_asked(parsed: Parsed, values: SecretValues) -> SecretValues:

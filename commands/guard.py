@@ -149,7 +149,10 @@ async def require_approval(ctx: CommandContext, plan: Plan) -> None:
         ctx.services.held_secrets[request_id] = ctx.secrets
     status = f"waiting for approval (expires in {format_duration(policy.approval_expires)})"
     if ctx.secrets:
-        status += "; the secret values wait in memory only: a restart drops them"
+        status += (
+            "; the secret values wait in memory only, until it is approved or expires: a "
+            "restart of flybot drops them, and the requester must set them again"
+        )
     thread = await ctx.interaction.start_thread(
         requests.card(ctx.engine, request, status, [], live=True)
     )

@@ -2,7 +2,7 @@
 build and implement these; commands never import a chat library.
 
 - An `Invocation` is one command typed or clicked by one person. Secret values never travel
-  in it: they come beside it, as `SecretValues` (see `commands.secrets`).
+  in it: they come beside it, as `SecretValues` (see `commands.secret_input`).
 - An `Interaction` answers that one invocation: a private (ephemeral) reply, a public answer,
   the parent message of a thread for its work. On Slack it is the ack and `response_url`,
   on Discord the interaction and its 15-minute token. (Acknowledging and opening forms are

@@ -69,13 +69,18 @@ class Param:
 
 @dataclass(frozen=True)
 class Flag:
-    name: str
+    name: str  # as typed: --name
     kind: Kind | str = "word"
     help: str = ""
     metavar: str = "VALUE"
+    # Its key in `ctx.flags` and its option name on a form-based platform (default: the
+    # name): `secrets set`'s --stage is "stage_only", apart from its <stage> parameter.
+    key: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", kind_named(self.kind))
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
 
     @property
     def type(self) -> Kind:
@@ -245,7 +250,7 @@ class Registry:
             # An approval request keeps the masked line, which cannot run again: secret
             # input travels beside the invocation (asks_value) and waits in memory instead.
             raise ValueError(f"command {command.name}: guardable with a sensitive parameter")
-        names = [p.name for p in command.params] + [f.name for f in command.flags]
+        names = [p.name for p in command.params] + [f.key for f in command.flags]
         if len(set(names)) != len(names):
             raise ValueError(f"command {command.name}: a parameter and a flag share a name")
         self.commands[command.path] = command

@@ -67,7 +67,7 @@ path = "shop"
 
 [projects.shop.stages.prod]
 approvals = {approvals}
-guarded = ["deploy", "rollback"]
+guarded = [{guarded}]
 approval_expires = "30m"
 """
 
@@ -83,7 +83,12 @@ FAST_ENGINE = EngineTiming(
 )
 
 
-def write_project(root: Path, approvals: int = 1, extra: str = "") -> Path:
+GUARDED = '"deploy", "rollback"'
+
+
+def write_project(
+    root: Path, approvals: int = 1, extra: str = "", guarded: str = GUARDED
+) -> Path:
     folder = root / "shop"
     folder.mkdir(parents=True, exist_ok=True)
     for stage, name in (
@@ -93,7 +98,7 @@ def write_project(root: Path, approvals: int = 1, extra: str = "") -> Path:
     ):
         (folder / name).write_text(STAGE_TOML.format(app=f"shop-{stage}", stage=stage))
     config = root / "flybot.toml"
-    config.write_text(FLYBOT_TOML.format(approvals=approvals) + extra)
+    config.write_text(FLYBOT_TOML.format(approvals=approvals, guarded=guarded) + extra)
     return config
 
 
@@ -187,12 +192,13 @@ async def world(
     database_url: str | None = None,
     extra_config: str = "",
     fly_clock_skew: float = 0.0,
+    guarded: str = GUARDED,
 ) -> AsyncIterator[World]:
     sim = simulator.FlySimulator(seed=7, timing=timing or simulator.SimulatorTiming.fast())
     sim.clock.advance(fly_clock_skew)  # Fly's clock, ahead of (or behind) this host's
     async with simulator.running_simulator(sim, port=0) as server:
         fly = fly_client(server.base_url)
-        config = write_project(tmp_path, approvals, extra_config)
+        config = write_project(tmp_path, approvals, extra_config, guarded)
         await asyncio.gather(
             *(
                 seed_stage(fly, server.base_url, tmp_path / "shop" / name, seed_image)

@@ -114,7 +114,8 @@ class ShellSession:
         self._script = stream
         while line := await self._read_line():
             if line.strip() and not line.strip().startswith("#"):
-                self.console.print(f"{self.user}> {line.strip()}", style="bold", highlight=False)
+                shown = self.dispatcher.shown_line(line.strip())
+                self.console.print(f"{self.user}> {shown}", style="bold", highlight=False)
             if not await self.run_line(line):
                 break
         await self.jobs.wait_all()

@@ -13,7 +13,7 @@ from typing import Any
 
 from adapters.slack.render import mrkdwn
 from commands.reply import markup
-from commands.secrets import SecretRequest
+from commands.secret_input import SecretRequest
 
 CALLBACK_ID = "flybot.secrets"
 VALUE_ACTION = "value"

@@ -466,6 +466,7 @@ class Deployer:
                         config_hash=plan.config_hash,
                         config_json=json.dumps({g.group: g.config for g in plan.groups}),
                         strategy=plan.strategy,
+                        secrets_version=plan.min_secrets_version,
                         requested_by=requested_by,
                         requester_name=requester_name,
                         approvers=approvers,
@@ -806,7 +807,8 @@ class Deployer:
                 config["guest"] = {**(config.get("guest") or {}), **group.guest}
                 return config
             return copy.deepcopy(group.config)
-        config = copy.deepcopy(group.config)
+        own = group.machine_configs.get(machine.id) if machine is not None else None
+        config = copy.deepcopy(own if own is not None else group.config)
         metadata = dict(machine.metadata) if machine is not None else {}
         metadata.update(config.get("metadata") or {})
         # Fly's own release, as flyctl writes it; flybot's counter only when Fly kept none.
@@ -825,6 +827,7 @@ class Deployer:
             current_version=machine.current_version,
             lease_nonce=run.leases.nonce(machine.id),
             skip_launch=True if machine.state == "stopped" else None,
+            min_secrets_version=run.plan.min_secrets_version,
         )
         run.updated.append(
             _Updated(
@@ -854,6 +857,7 @@ class Deployer:
             region=region,
             skip_service_registration=True if hidden else None,
             launch_id=launch_id,
+            min_secrets_version=run.plan.min_secrets_version,
         )
         run.created.append(machine.id)
         run.launches[launch_id] = machine.id

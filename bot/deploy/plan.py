@@ -41,6 +41,9 @@ class GroupPlan:
     remove: tuple[Machine, ...] = ()  # machines destroyed, in this order
     create_volumes: tuple[str, ...] = ()  # per create_regions entry, the volume it mounts
     guest: dict[str, Any] | None = None  # `update` machines keep their config, with this guest
+    # A restart (kind "secrets"): each machine is updated with its own current config, not
+    # the group's one (machines of a group can differ: a volume each, a size mid-change).
+    machine_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def has_checks(self) -> bool:
@@ -70,8 +73,14 @@ class DeployPlan:
     digest_source: str = ""  # where the digest came from (Fly's image look-up, …)
     stage_hash: str = ""  # StageConfig.config_hash(): fly.toml's effect, [deploy] included
     fail_fast: bool = False
-    kind: str = "deploy"  # "scale": machines added, removed or resized; no new release
+    # deploy | rollback | secrets (a restart: same image, same config) | scale (machines
+    # added, removed or resized; no new release)
+    kind: str = "deploy"
     scale_lines: tuple[str, ...] = ()  # a scale plan's own summary
+    # Sent as min_secrets_version on every machine update and create, so the machines get
+    # at least that secrets version (Fly hands secrets out only then).
+    min_secrets_version: int | None = None
+    headline: tuple[str, ...] = ()  # lines the plan opens with (a secrets restart: the names)
 
     @property
     def image_name(self) -> str:
@@ -97,6 +106,11 @@ class DeployPlan:
             "destroy": sorted(m.id for m in self.destroy),
             "create": {g.group: list(g.create_regions) for g in self.groups if g.create_regions},
             "rollback_on_failure": self.rollback_on_failure,
+            **(
+                {"kind": self.kind, "min_secrets_version": self.min_secrets_version}
+                if self.kind == "secrets"
+                else {}
+            ),
         } | (self._scale_targets() if self.kind == "scale" else {})
 
     def _scale_targets(self) -> dict[str, Any]:
@@ -132,6 +146,8 @@ class DeployPlan:
                 f"Approval binds: plan {self.fingerprint[:12]} (the machines changed, the "
                 "regions and volumes of new ones, the size); any change voids it",
             ]
+        if self.kind == "secrets":
+            return self._restart_lines()
         previous = without_digest(self.previous_image) or "(none)"
         lines = [
             f"Image: {previous} → {self.image_name} ({self.image_source}), "
@@ -181,6 +197,23 @@ class DeployPlan:
             + f", plan {self.fingerprint[:12]} (machine configs and [deploy]: strategy, "
             "max_unavailable, wait_timeout, release_command); any change voids it"
         )
+        return lines
+
+    def _restart_lines(self) -> list[str]:
+        lines = [
+            *self.headline,
+            f"Restart with secrets version {self.min_secrets_version}: every machine keeps "
+            f"its image ({self.image_name or '?'}) and its config",
+            f"Strategy: {self.strategy}"
+            + (
+                f", max_unavailable {_fmt_unavailable(self.max_unavailable)}"
+                if self.strategy == "rolling"
+                else ""
+            )
+            + f", wait_timeout {int(self.wait_timeout.total_seconds())}s",
+        ]
+        lines.extend(f"[{g.group}] restart {len(g.update)}" for g in self.groups)
+        lines.extend(self.notes)
         return lines
 
 

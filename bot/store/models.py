@@ -188,6 +188,9 @@ class Release(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    # The min_secrets_version its machine updates carried (a secrets restart's new version,
+    # or the newest flybot set): once it succeeded, changes up to it are on the machines.
+    secrets_version: int | None = None
 
 
 class ApprovalRequest(SQLModel, table=True):
@@ -278,3 +281,22 @@ class CertificateWatch(SQLModel, table=True):
     message_id: str = Field(default="", max_length=100)
     created_at: datetime = Field(default_factory=utcnow)
     checked_at: datetime | None = None
+
+
+class SecretsChange(SQLModel, table=True):
+    """One secret set or unset through flybot: the name, never the value. `version` is Fly's
+    secrets version the change produced; a change is staged (not yet on the machines) until
+    a release of the app with `secrets_version` at least that has succeeded."""
+
+    __tablename__ = "secrets_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=100)
+    stage: str = Field(max_length=100)
+    app: str = Field(max_length=100, index=True)
+    name: str = Field(max_length=128)
+    change: str = Field(max_length=16)  # new | replaced | removed
+    version: int
+    requested_by: int | None = Field(default=None, foreign_key="principal.id")
+    requester_name: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -72,7 +72,7 @@ def discord_tree(registry: Registry) -> dict[str, Any]:
 
     def options(one: Command) -> list[dict[str, Any]]:
         params = [option(p.name, p.type, p.help, p.required) for p in one.params]
-        return params + [option(f.name, f.type, f.help, False) for f in one.flags]
+        return params + [option(f.key, f.type, f.help, False) for f in one.flags]
 
     def sub(one: Command, name: str) -> dict[str, Any]:
         return {

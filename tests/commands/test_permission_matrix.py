@@ -411,6 +411,51 @@ async def shows_groups(env: Env, ran: Ran) -> None:
         assert machine.id in ran.text, (machine.id, ran.text)
 
 
+SECRET = "matrix-value-Zr8"
+
+
+def fly_secret_names(env: Env) -> set[str]:
+    return set(env.w.sim.state.apps["shop-staging"].secrets)
+
+
+async def a_secret(env: Env, user: str) -> dict[str, Any]:
+    await env.w.fly.set_secrets("shop-staging", {"OLD_TOKEN": "old"})
+    return {}
+
+
+async def names_secret(env: Env, ran: Ran) -> None:
+    assert "OLD_TOKEN" in ran.text and "old" not in ran.text.replace("OLD_TOKEN", ""), ran.text
+
+
+async def secret_staged(env: Env, ran: Ran) -> None:
+    assert env.w.sim.state.apps["shop-staging"].secrets["API_TOKEN"].value == SECRET
+    assert "Staged on shop/staging" in ran.text and SECRET not in ran.text
+    await env.w.fly.unset_secrets("shop-staging", ["API_TOKEN"])  # for the next attempt
+
+
+async def restarted_with_secrets(env: Env, ran: Ran) -> None:
+    await env.w.services.jobs.wait_all()
+    release = max(rows(env, Release), key=lambda r: r.id or 0)
+    assert (release.kind, release.state) == ("secrets", "succeeded"), ran.text
+    version = env.w.sim.state.apps["shop-staging"].secrets_version
+    assert release.secrets_version == version
+    machines = env.w.sim.state.apps["shop-staging"].machines.values()
+    assert all(m.secrets_version == version for m in machines if m.state == "started")
+    assert SECRET not in ran.text
+
+
+async def secret_unset(env: Env, ran: Ran) -> None:
+    assert "OLD_TOKEN" not in fly_secret_names(env), ran.text
+
+
+async def staged_secret(env: Env, user: str) -> dict[str, Any]:
+    outcome, conversation = await env.w.bot.run(
+        ADMIN, "secrets set shop staging API_TOKEN --stage", secrets={"API_TOKEN": SECRET}
+    )
+    assert outcome.status == "ok", conversation.all_text()
+    return {}
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -468,6 +513,27 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "reject": [
         Case("reject {id} changed my mind", PROD, rejected, prod_request, needs=Role.approver)
+    ],
+    "secrets list": [Case("secrets list shop staging", STAGING, names_secret, a_secret)],
+    "secrets set": [
+        Case(
+            "secrets set shop staging API_TOKEN --stage",
+            STAGING,
+            secret_staged,
+            secrets={"API_TOKEN": SECRET},
+        ),
+        Case(
+            "secrets set shop staging API_TOKEN",
+            STAGING,
+            restarted_with_secrets,
+            secrets={"API_TOKEN": SECRET},
+        ),
+    ],
+    "secrets unset": [
+        Case("secrets unset shop staging OLD_TOKEN --stage", STAGING, secret_unset, a_secret)
+    ],
+    "secrets deploy": [
+        Case("secrets deploy shop staging", STAGING, restarted_with_secrets, staged_secret)
     ],
 }
 

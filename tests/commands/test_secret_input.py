@@ -99,12 +99,18 @@ async def test_values_reach_only_the_handler(
 
 async def test_a_value_in_the_text_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
     bot = toy_bot(tmp_path)
+    await bot.run("alice", "whoami")  # alice's identity exists before the snapshot
     before = snapshot(bot.engine)
     outcome, conversation = await bot.run("alice", f"secrets toy ping-go dev API_TOKEN={VALUE}")
     assert outcome.status == "usage" and received == []
-    assert "never its value in the command" in conversation.all_text()
+    assert "puts a secret's value in the command text" in conversation.all_text()
+    assert "`/fly secrets toy ping-go dev API_TOKEN`" in conversation.all_text()
     assert VALUE not in conversation.all_text()
-    assert snapshot(bot.engine) == before
+    after = snapshot(bot.engine)
+    [entry] = after.pop("audit_entry")  # the attempt, audited with the name only
+    assert "secrets toy ping-go dev API_TOKEN" in entry and "refused" in entry
+    before.pop("audit_entry")
+    assert after == before and VALUE not in repr(entry)
 
 
 async def test_missing_or_unasked_values_are_usage_errors(tmp_path: Path) -> None:
