@@ -130,7 +130,7 @@ async def test_a_guarded_request_holds_the_values_in_memory_only(tmp_path: Path)
         "alice", "secrets toy ping-go prod API_TOKEN", secrets={"API_TOKEN": VALUE}
     )
     assert asked.status == "awaiting" and received == []
-    assert "a restart drops them" in card.all_text()
+    assert "a restart of flybot drops them" in card.all_text()
     assert VALUE not in everything(bot, card.all_text())
     done, conversation = await bot.run("carol", "approve 1")
     assert done.status == "ok", conversation.all_text()
