@@ -75,6 +75,7 @@ FAST_ENGINE = EngineTiming(
     lease_ttl=5,
     lease_refresh=0.3,
     check_poll=0.02,
+    check_backoff_max=0.2,  # 4 s, paced as the checks are
     heartbeat=0.2,
     stale_after=2.0,
     check_pace=0.05,  # as SimulatorTiming.fast()'s check_time_scale: fly.toml's 1s is 50 ms

@@ -64,10 +64,17 @@ class EngineTiming:
     environment (`FLYBOT_DEPLOY_HEARTBEAT`, `FLYBOT_DEPLOY_STALE_AFTER`,
     `FLYBOT_DEPLOY_SWEEP_EVERY`), see `from_env`."""
 
-    lease_ttl: int = 13  # seconds, as flyctl
-    lease_refresh: float = 4.0
-    check_poll: float = 1.0  # the longest pause between looks at a machine's checks
-    first_poll: float = 0.05  # the first pause; it doubles up to check_poll
+    # A lease outlives a dead process by its TTL, unless a live flybot's sweep frees it first
+    # (after `stale_after`). flyctl takes 13 s and refreshes every 4 s, which costs a call
+    # per machine every 4 s of a deploy; 60 s refreshed every 40 s (a refresh may take at
+    # most 10 s, and a failed round is tried again at once) costs a tenth of that, and a
+    # dead flybot's leases stay about as long as its sweep would leave them anyway.
+    lease_ttl: int = 60
+    lease_refresh: float = 40.0
+    check_poll: float = 1.0  # the interval assumed for checks that declare none
+    # While checks fail, the pause between looks doubles from two check intervals up to
+    # this (or one interval, if longer): a slow boot costs a few looks, not one per run.
+    check_backoff_max: float = 4.0
     heartbeat: float = 5.0  # a running deploy writes its heartbeat this often
     stale_after: float = 30.0  # a deploy whose heartbeat is this old is dead
     sweep_every: float = 15.0  # how often the scheduler looks for dead deploys
@@ -223,9 +230,10 @@ class _Leases:
 
     @property
     def budget(self) -> float:
-        """The most one refresh may take, retries included: a third of the TTL, so a lease
-        survives one refresh round that fails outright."""
-        return max(1.0, self.ttl / 3)
+        """The most one refresh may take, retries included: a third of the TTL (at most
+        10 s), so a lease refreshed with two budgets left survives a round that fails
+        outright."""
+        return max(1.0, min(self.ttl / 3, 10.0))
 
     def as_json(self) -> str:
         return json.dumps({m: lease.nonce for m, lease in self.held.items()})
@@ -262,13 +270,18 @@ class _Leases:
         self.held.pop(machine_id, None)
 
     async def refresh_forever(self, every: float) -> None:
+        """Refresh every lease side by side each `every` seconds; after a round in which
+        one failed, try again within a second, while the lease lasts."""
+        pause = every
         while True:
-            await asyncio.sleep(every)
-            await asyncio.gather(
+            await asyncio.sleep(pause)
+            refreshed = await asyncio.gather(
                 *(self._refresh(m, lease) for m, lease in list(self.held.items()) if not lease.lost)
             )
+            pause = every if all(refreshed) else min(every, 1.0)
 
-    async def _refresh(self, machine_id: str, lease: _Lease) -> None:
+    async def _refresh(self, machine_id: str, lease: _Lease) -> bool:
+        """False when the refresh failed and is worth trying again."""
         assert self.fly is not None
         asked = time.monotonic()
         try:
@@ -278,13 +291,15 @@ class _Leases:
         except (LeaseHeldError, NotFoundError) as exc:
             lease.lost = f"it was taken or cleared: {exc.message}"
             log.warning("deploy %s: lost the lease on %s: %s", self.app, machine_id, exc)
-            return
+            return True
         except FlyAPIError as exc:
             log.warning("lease refresh of %s failed: %s", machine_id, exc)
             if time.monotonic() >= lease.expires:
                 lease.lost = "it ran out before a refresh got through"
-            return
+                return True
+            return False
         lease.expires = asked + self.ttl
+        return True
 
     async def release_all(self) -> None:
         assert self.fly is not None
@@ -895,10 +910,12 @@ class Deployer:
         declares to pass (Fly may list checks late: an empty list is not "all passing").
 
         Looks at the machine in step with its checks: first when their grace period ends,
-        then once per interval (Fly runs a check no more often). Crash loops are counted
-        from Fly's own events, newer by Fly's clock than the change that started them, and
-        only exits nobody asked for. While checks fail the thread is told how long and why;
-        with the stage's `fail_fast`, every check critical for three intervals fails it."""
+        then, while they fail, after two intervals, four, … up to `check_backoff_max` (Fly
+        runs a check once per interval, so looking more often sees nothing new). Crash
+        loops are counted from Fly's own events, newer by Fly's clock than the change that
+        started them, and only exits nobody asked for. While checks fail the thread is told
+        how long and why; with the stage's `fail_fast`, every check critical for three
+        intervals fails it."""
         app = run.plan.app
         timeout = run.plan.wait_timeout.total_seconds()
         deadline = time.monotonic() + timeout
@@ -928,7 +945,9 @@ class Deployer:
         await asyncio.sleep(max(0.0, min(checks.grace, deadline - started)))
         unhealthy_since: float | None = None
         critical_since: float | None = None
+        looks = 0
         while True:
+            looks += 1
             current = await self.fly.get_machine(app, machine.id)
             crashes = _crashes(current.events, since)
             if len(crashes) >= self.timing.crash_exits:
@@ -967,7 +986,14 @@ class Deployer:
                 else f"{label}: waiting for {checks.count - len(current.checks)} check(s) "
                 "to be registered"
             )
-            await asyncio.sleep(min(checks.interval, max(0.0, deadline - now)))
+            pause = min(
+                checks.interval * 2**looks,
+                max(checks.interval, self.timing.check_backoff_max),
+            )
+            if fail_fast and critical_since is not None:
+                # the look that can end it comes when the third interval ends, not later
+                pause = min(pause, critical_since + 3 * checks.interval - now)
+            await asyncio.sleep(max(0.0, min(pause, deadline - now)))
 
     async def _machine_done(self, run: _Run, text: str) -> None:
         run.done += 1

@@ -3,14 +3,21 @@ chat error while reporting never stops or fails a deploy."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import bot.store.engine as store_engine
 from bot.deploy.plan import make_plan
 from commands.port import ChannelRef, MessageRef, Outbox, Reply
 from tests.deploy.test_engine import all_healthy_on, deploy, releases
 from tests.fly.proxy import ApplyThenFail, apply_then_fail_proxy
-from tests.flyharness import NEW, World, world
+from tests.flyharness import NEW, OLD, World, world
 
 V3 = "registry.fly.io/shop:v3"
 V4 = "registry.fly.io/shop:v4"
@@ -130,3 +137,79 @@ async def test_a_reporter_that_raises_cannot_fail_or_stop_a_deploy(tmp_path: Pat
         assert reporter.calls > 6
         assert await all_healthy_on(w, NEW)
         assert len(w.calls("Machines_update")) == 6
+
+
+class _ErrorSeen(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.set()
+
+
+async def test_an_error_no_fly_call_raised_ends_failed_never_succeeded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the engine's write of Fly's release id (another writer holds
+    SQLite's lock past the busy timeout): an OperationalError, no Fly API error. The deploy
+    must end failed, with the reason, and with nothing on Fly changed."""
+    monkeypatch.setattr(store_engine, "SQLITE_BUSY_TIMEOUT_MS", 1500)
+    async with world(tmp_path) as w:
+        deployer = w.services.deployer
+        assert deployer is not None
+        project = w.services.catalog.projects["shop"]
+        stage = project.stage("staging")
+        assert stage is not None
+        plan = await make_plan(w.fly, project, stage, image=NEW)
+        release = deployer.claim(plan, requested_by=None, requester_name="test")
+        w.sim.inject("Releases_create", latency=2.0, count=1)
+        errors = _ErrorSeen()
+        logging.getLogger("bot.deploy.engine").addHandler(errors)
+        reporter: Any = Quiet()
+        running = asyncio.create_task(deployer.run(release.id or 0, plan, reporter))
+        while deployer.get(release.id or 0).state != "running":
+            await asyncio.sleep(0.01)
+        held = threading.Event()
+
+        def hold_the_write_lock() -> None:
+            connection = sqlite3.connect(tmp_path / "flybot.db", timeout=0, isolation_level=None)
+            connection.execute("BEGIN IMMEDIATE")
+            held.set()
+            # Until the engine has failed on it (logged), or long enough to be sure it would
+            # have: then the engine's final write goes through.
+            errors.seen.wait(timeout=30)
+            connection.execute("COMMIT")
+            connection.close()
+
+        holder = threading.Thread(target=hold_the_write_lock)
+        holder.start()
+        try:
+            while not held.is_set():
+                await asyncio.sleep(0.01)
+            assert deployer.get(release.id or 0).fly_release_id == "", "the lock came too late"
+            finished = await running
+        finally:
+            errors.seen.set()
+            while holder.is_alive():
+                await asyncio.sleep(0.01)
+            logging.getLogger("bot.deploy.engine").removeHandler(errors)
+        assert finished.state == "failed", (finished.state, finished.error)
+        assert "unexpected error (OperationalError)" in finished.error, finished.error
+        assert w.calls("Machines_update") == []
+        assert await all_healthy_on(w, OLD)
+        for machine in await w.machines():
+            assert await w.fly.get_lease("shop-staging", machine.id) is None
+        statuses = [c.body["status"] for c in w.calls("Releases_update")]
+        assert statuses[-1:] == ["failed"], statuses
+
+
+class Quiet:
+    async def step(self, text: str, tone: str = "info") -> None:
+        pass
+
+    async def progress(self, done: int, total: int) -> None:
+        pass
+
+    async def flush(self, final: bool = False) -> None:
+        pass

@@ -1,11 +1,18 @@
 """Issue 8 point 8: with 10% 429 and 10% 500 on every Fly operation (lease acquire, create
 and update included; half of the 500s come after Fly carried the call out, so the answer is
 lost), every one of 30 seeds ends succeeded, every machine on the new image, no lease left,
-no lease run out, no machine made twice."""
+no lease run out, no machine made twice.
+
+What is proved is the engine's handling of faults, not its speed: the seeds run a few at a
+time, and every wall-clock limit (lease TTL, wait_timeout, the client's retry budget) is
+generous, so a loaded machine cannot fail a seed by slowness alone. The client tries a call
+up to ten times: with one try in five failing, ten failures in a row (1 in 10 million) do
+not happen by chance in 30 seeds' few thousand calls, as eight (1 in 400 000) might."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +20,15 @@ from bot.deploy.engine import Deployer
 from bot.deploy.flytoml import load_stage_config, with_release
 from bot.deploy.images import without_digest
 from bot.deploy.plan import make_plan
-from bot.fly import FlyClient
+from bot.fly import FlyClient, RetryPolicy
 from bot.projects import load_catalog
 from bot.store import make_engine, upgrade
 from tests.flyharness import FAST_ENGINE, NEW, OLD, fly_client, simulator
 
 SEEDS = range(30)
+AT_ONCE = 5
+RETRY = RetryPolicy(attempts=10, backoff_initial=0.01, backoff_max=0.05, budget=60.0)
+ENGINE = replace(FAST_ENGINE, lease_ttl=30)  # still refreshed every 0.3 s
 
 FLY_TOML = """\
 app = "sweep-{seed}"
@@ -27,7 +37,7 @@ primary_region = "nrt"
 [deploy]
   strategy = "rolling"
   max_unavailable = 2
-  wait_timeout = "5s"
+  wait_timeout = "60s"
 
 [processes]
   web = "/app/shop serve"
@@ -62,6 +72,9 @@ class Quiet:
         pass
 
 
+FAULTED: list[tuple[str, str]] = []  # (operation, fault) of every faulted call, all seeds
+
+
 async def one_seed(root: Path, seed: int) -> str:
     """'' when the deploy ended as it must, else what went wrong."""
     folder = root / f"p{seed}"
@@ -75,7 +88,7 @@ async def one_seed(root: Path, seed: int) -> str:
     sim = simulator.FlySimulator(seed=seed, timing=simulator.SimulatorTiming.fast())
     sim.set_timing(list_lag_s=0.2)
     async with simulator.running_simulator(sim, port=0) as server:
-        fly: FlyClient = fly_client(server.base_url)
+        fly: FlyClient = fly_client(server.base_url, RETRY)
         try:
             sim.create_app(f"sweep-{seed}", "demo")
             config = load_stage_config(stage.config_file)
@@ -87,7 +100,7 @@ async def one_seed(root: Path, seed: int) -> str:
                     await fly.wait_for_state(stage.app, made.id, "started", timeout=10)
             db = make_engine(f"sqlite:///{folder / 'flybot.db'}")
             upgrade(db)
-            deployer = Deployer(db, fly, FAST_ENGINE)
+            deployer = Deployer(db, fly, ENGINE)
             sim.inject("*", status=429, rate=0.1)
             sim.inject("*", status=500, rate=0.1, applied=0.5)
             plan = await make_plan(fly, project, stage, image=NEW)
@@ -95,6 +108,7 @@ async def one_seed(root: Path, seed: int) -> str:
             reporter: Any = Quiet()
             finished = await deployer.run(release.id or 0, plan, reporter)
             sim.clear_faults()
+            FAULTED.extend((c.operation, c.fault) for c in sim.calls if c.fault)
             sim.set_timing(list_lag_s=0.0)  # what follows checks, it does not deploy
             db.dispose()
             problems = []
@@ -120,6 +134,20 @@ async def one_seed(root: Path, seed: int) -> str:
 async def test_thirty_seeds_of_429s_and_500s_on_every_operation_all_succeed(
     tmp_path: Path,
 ) -> None:
-    results = await asyncio.gather(*(one_seed(tmp_path, seed) for seed in SEEDS))
+    turns = asyncio.Semaphore(AT_ONCE)
+
+    async def in_turn(seed: int) -> str:
+        async with turns:
+            return await one_seed(tmp_path, seed)
+
+    results = await asyncio.gather(*(in_turn(seed) for seed in SEEDS))
     failures = {seed: problem for seed, problem in zip(SEEDS, results, strict=True) if problem}
     assert failures == {}, f"{len(failures)}/{len(SEEDS)} seeds failed: {failures}"
+    # The faults did reach what matters: lease acquires refused, and granted with the
+    # answer lost; updates carried out with the answer lost. (Each seed creates one
+    # machine, so a create's lost answer is left to tests/fly/test_lost_answers.py.)
+    lease = [fault for operation, fault in FAULTED if operation == "Machines_create_lease"]
+    assert any("status:429" in f for f in lease) and any("status:500" in f for f in lease)
+    assert any("applied" in f for f in lease), lease
+    applied = {operation for operation, fault in FAULTED if "applied" in fault}
+    assert "Machines_update" in applied, applied
