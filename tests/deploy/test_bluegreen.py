@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.test_engine import all_healthy_on, deploy, releases
-from tests.flyharness import NEW, World, world
+from tests.deploy.test_engine import all_healthy_on, deploy, releases, writes
+from tests.flyharness import NEW, OLD, World, world
 
 
 def without_worker_check(w: World) -> None:
@@ -31,6 +31,22 @@ async def test_bluegreen_takes_a_worker_without_checks_and_says_it_is_judged_by_
         [release] = releases(w)
         assert release.state == "succeeded", release.error
         assert await all_healthy_on(w, NEW)
+
+
+async def test_bluegreen_without_a_check_in_any_group_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with world(tmp_path) as w:
+        without_worker_check(w)
+        path = w.root / "shop" / "staging.fly.toml"
+        text = path.read_text()
+        path.write_text(text[: text.index("  [[http_service.checks]]")])
+        w.sim.calls.clear()
+        outcome, conversation = await deploy(w, f"deploy shop staging {NEW} --strategy bluegreen")
+        assert outcome.status == "error"
+        assert "bluegreen needs a health check" in conversation.all_text()
+        assert releases(w) == [] and writes(w) == []
+        assert await all_healthy_on(w, OLD)
 
 
 def per_machine(calls: list[Any], machine_id: str) -> list[str]:

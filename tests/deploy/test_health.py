@@ -4,9 +4,10 @@ lasts, and `fail_fast` ends a hopeless one early."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from tests.deploy.test_engine import all_healthy_on, deploy, releases
+from tests.deploy.test_engine import all_healthy_on, deploy, machine_of, releases
 from tests.flyharness import BROKEN, CRASHLOOP, NEW, OLD, World, world
 
 OLD_BROKEN = "registry.fly.io/shop:v1-broken"
@@ -27,6 +28,29 @@ async def test_requested_restarts_before_the_deploy_are_no_crash_loop(tmp_path: 
         [release] = releases(w)
         assert release.state == "succeeded", release.error
         assert await all_healthy_on(w, NEW)
+
+
+async def test_requested_restarts_during_the_wait_are_no_crash_loop(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        w.sim.set_ready_after(0.5, image=NEW)  # the wait lasts long enough to restart in
+        running = asyncio.create_task(deploy(w, f"deploy shop staging {NEW}"))
+        while not w.calls("Machines_update"):
+            await asyncio.sleep(0.01)
+        first = machine_of(w.calls("Machines_update")[0]) or ""
+        lease = await w.fly.get_lease("shop-staging", first)
+        assert lease is not None and lease.nonce
+        for _ in range(2):  # asked for, each one: exits that are no crash
+            await w.fly.wait_for_state("shop-staging", first, "started", timeout=10)
+            await w.fly.restart_machine("shop-staging", first, lease_nonce=lease.nonce)
+        outcome, _ = await running
+        assert outcome.status == "ok"
+        [release] = releases(w)
+        assert release.state == "succeeded", release.error
+        events = await w.fly.list_events("shop-staging", first, limit=50)
+        requested = [
+            e for e in events if e.type == "exit" and e.request["exit_event"]["requested_stop"]
+        ]
+        assert len(requested) >= 2
 
 
 async def test_a_crash_loop_is_seen_by_fly_s_clock_even_when_it_lags_ours(

@@ -105,3 +105,26 @@ async def test_a_create_is_not_posted_again_while_fly_lists_it_late(fly: Fly) ->
     assert len(sim(fly).calls_for("Machines_create")) == 1
     made = [m for m in await fly.client.list_machines(app) if m.metadata.get("flybot_launch_id")]
     assert [m.id for m in made] == [machine.id]
+
+
+async def test_a_stop_applied_with_a_lost_answer_is_resent_harmlessly(fly: Fly) -> None:
+    # Fly answers a stop of a stopping or stopped machine with success and changes nothing,
+    # so the client resends a stop after a lost answer instead of reading back.
+    app, machine_id = await a_started_machine(fly)
+    sim(fly).inject("Machines_stop", status=500, applied=1.0, count=1)
+    await fly.client.stop_machine(app, machine_id)
+    assert len(sim(fly).calls_for("Machines_stop")) == 2
+    await fly.client.wait_for_state(app, machine_id, "stopped", timeout=10)
+    events = await fly.client.list_events(app, machine_id, limit=50)
+    assert [e.type for e in events].count("stop") == 1
+
+
+async def test_a_cordon_applied_with_a_lost_answer_is_resent_harmlessly(fly: Fly) -> None:
+    app, machine_id = await a_started_machine(fly)
+    sim(fly).inject("Machines_cordon", status=500, applied=1.0, count=1)
+    await fly.client.cordon_machine(app, machine_id)
+    assert len(sim(fly).calls_for("Machines_cordon")) == 2
+    machine = await fly.client.get_machine(app, machine_id)
+    assert machine.cordoned is True
+    await fly.client.uncordon_machine(app, machine_id)
+    assert (await fly.client.get_machine(app, machine_id)).cordoned is False
