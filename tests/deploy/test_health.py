@@ -63,6 +63,15 @@ async def test_a_crash_loop_is_seen_by_fly_s_clock_even_when_it_lags_ours(
         assert "crash-looping" in release.error and "exit code 1" in release.error
 
 
+async def test_a_machine_killed_for_memory_over_and_over_is_a_crash_loop(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        await deploy(w, "deploy shop staging registry.fly.io/shop:v2-oom")
+        [release] = releases(w)
+        assert release.state == "rolled_back", (release.state, release.error)
+        assert "crash-looping" in release.error and "out of memory" in release.error
+        assert await all_healthy_on(w, OLD)
+
+
 async def test_checks_fly_registers_late_are_waited_for(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         # Fly lists no checks for 0.3 s after a start: an empty list is not "all passing".
