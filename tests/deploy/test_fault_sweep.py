@@ -98,6 +98,10 @@ async def one_seed(root: Path, seed: int) -> str:
                         stage.app, with_release(config.machine_config(group, OLD), "seed", 1)
                     )
                     await fly.wait_for_state(stage.app, made.id, "started", timeout=10)
+            # Fly lists a new machine only after the lag: plan once all four are listed, or
+            # the plan would rightly make a second worker for a group it sees empty.
+            while len(await fly.list_machines(stage.app)) < 4:
+                await asyncio.sleep(0.05)
             db = make_engine(f"sqlite:///{folder / 'flybot.db'}")
             upgrade(db)
             deployer = Deployer(db, fly, ENGINE)
