@@ -30,6 +30,10 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL  # Web API base (ends in /), for a gateway or a test
     http_host: str = DEFAULT_HTTP_HOST  # `flybot run`'s server
     http_port: int = DEFAULT_HTTP_PORT
+    # Seconds between a claimed periodic job (prune, certificate jobs) asking whether its run
+    # is due; None keeps each job's own pace. For tests and the benchmarks: asking often is
+    # cheap, as each run stays claimed once per period across instances.
+    scheduler_ask_every: float | None = None
     # Tokens are kept out of repr() so a logged Settings never shows them.
     fly_api_token: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -62,6 +66,18 @@ class Settings:
         port_text = env.get("FLYBOT_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             raise SettingsError(f"FLYBOT_HTTP_PORT '{port_text}' is not a port (0-65535).")
+        ask_text = env.get("FLYBOT_SCHEDULER_ASK_EVERY") or ""
+        scheduler_ask_every: float | None = None
+        if ask_text:
+            try:
+                scheduler_ask_every = float(ask_text)
+            except ValueError:
+                scheduler_ask_every = -1.0
+            if not 0.05 <= scheduler_ask_every <= 86400:
+                raise SettingsError(
+                    f"FLYBOT_SCHEDULER_ASK_EVERY '{ask_text}' is not a number of seconds "
+                    "between 0.05 and 86400."
+                )
         return cls(
             database_url=env.get("FLYBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
             config_path=config_path,
@@ -74,6 +90,7 @@ class Settings:
             slack_api_url=slack_api_url.rstrip("/") + "/",
             http_host=env.get("FLYBOT_HTTP_HOST") or DEFAULT_HTTP_HOST,
             http_port=int(port_text),
+            scheduler_ask_every=scheduler_ask_every,
             fly_api_token=env.get("FLY_API_TOKEN") or None,
             slack_bot_token=env.get("SLACK_BOT_TOKEN") or None,
             slack_signing_secret=env.get("SLACK_SIGNING_SECRET") or None,

@@ -28,14 +28,18 @@ async def prune_old_rows(services: Services) -> None:
     """Delivery ids older than two days and spent link codes go, once an hour across all
     instances (the run is claimed in the database; see bot/store/prune.py)."""
     pruned = await asyncio.to_thread(prune_if_due, services.engine, INSTANCE_ID)
-    if pruned is not None and (pruned.deliveries or pruned.link_codes):
+    if pruned is not None:  # this instance won the period's claim: said even when nothing went
         log.info(
-            "pruned %d delivery ids and %d link codes", pruned.deliveries, pruned.link_codes
+            "pruned %d delivery ids and %d link codes (run claimed by %s)",
+            pruned.deliveries,
+            pruned.link_codes,
+            INSTANCE_ID,
         )
 
 
 def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
+    ask = services.settings.scheduler_ask_every
     scheduler.add_job(
         sweep,
         "interval",
@@ -58,7 +62,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
     scheduler.add_job(
         prune_old_rows,
         "interval",
-        seconds=PRUNE_CHECK_EVERY,
+        seconds=ask or PRUNE_CHECK_EVERY,
         args=(services,),
         id="row-prune",
         max_instances=1,
@@ -70,7 +74,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         scheduler.add_job(
             recheck_pending,
             "interval",
-            seconds=CERTS_RECHECK_ASK_EVERY,
+            seconds=ask or CERTS_RECHECK_ASK_EVERY,
             args=(services,),
             id="certs-recheck",
             max_instances=1,
@@ -79,7 +83,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         scheduler.add_job(
             warn_expiring,
             "interval",
-            seconds=CERTS_EXPIRY_ASK_EVERY,
+            seconds=ask or CERTS_EXPIRY_ASK_EVERY,
             args=(services,),
             id="certs-expiry",
             max_instances=1,
