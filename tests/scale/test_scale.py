@@ -408,3 +408,30 @@ async def test_a_group_with_no_machine_left_is_built_from_fly_s_last_release(
         [volume] = world.sim.state.apps["store-dev"].volumes  # the old one, free again
         assert machine.config.mounts and machine.config.mounts[0].volume == volume.id
         assert volume.attached_machine_id == machine.id
+
+
+async def test_a_resize_that_does_not_come_up_in_time_is_rolled_back_and_fails(
+    tmp_path: Path,
+) -> None:
+    """The deploy engine's waits and the stage's rollback policy hold for scale vm: the
+    second machine does not start within fly.toml's wait_timeout, so the first is put back
+    on its old size, and the scale ends failed saying which machine did not come back."""
+    async with scale_world(tmp_path) as world:
+        first_nrt, first_sin = world.seeded["shop-dev"]
+        world.sim.set_start_duration(30, machine_id=first_sin)
+        outcome, conversation = await world.bot.run(
+            "bob", "scale vm shop dev shared-cpu-2x --group web"
+        )
+        assert outcome.status == "ok", conversation.all_text()
+        await world.wait()
+        text = conversation.all_text()
+        assert f"machine {first_sin} did not start" in text or "not healthy within" in text, text
+        assert f"↩ {first_nrt} (nrt) back on" in text
+        with session_scope(world.bot.engine) as session:
+            [release] = session.exec(select(Release)).all()
+        # The slow machine cannot come back healthy either (it still will not start), so
+        # the engine says so rather than "rolled back".
+        assert (release.kind, release.state) == ("scale", "failed")
+        assert f"the rollback did not bring {first_sin} back healthy" in release.error
+        back = world.sim.state.apps["shop-dev"].machines[first_nrt]
+        assert back.config["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
