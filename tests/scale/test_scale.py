@@ -435,3 +435,25 @@ async def test_a_resize_that_does_not_come_up_in_time_is_rolled_back_and_fails(
         assert f"the rollback did not bring {first_sin} back healthy" in release.error
         back = world.sim.state.apps["shop-dev"].machines[first_nrt]
         assert back.config["guest"] == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256}
+
+
+async def test_new_machines_get_the_newest_secrets_version(tmp_path: Path) -> None:
+    """As flyctl's scale passes min_secrets_version: secrets staged with --stage reach the
+    machines a scale creates, and Fly is asked for that version on each create."""
+    async with scale_world(tmp_path) as world:
+        staged, conversation = await world.bot.run(
+            "bob", "secrets set shop dev API_TOKEN --stage", secrets={"API_TOKEN": "s3cr3t-v"}
+        )
+        assert staged.status == "ok", conversation.all_text()
+        version = world.sim.state.apps["shop-dev"].secrets_version
+        world.sim.calls.clear()
+        await run_ok(world, "scale count shop dev web=3")
+        [create] = world.calls("Machines_create")
+        assert create.body["min_secrets_version"] == version
+        [new] = [
+            m
+            for m in world.sim.state.apps["shop-dev"].machines.values()
+            if m.id not in world.seeded["shop-dev"]
+        ]
+        assert new.secrets_version == version
+        assert "s3cr3t-v" not in str([c.to_json() for c in world.sim.calls])
