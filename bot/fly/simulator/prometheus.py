@@ -8,7 +8,8 @@ supported: binary operators, `offset`, `@`, subqueries, other functions (400 bad
 
 Series: `fly_edge_data_out` and `fly_edge_data_in` (counters, bytes; labels app, region),
 `fly_instance_up` (app, region, instance), `fly_volume_size_bytes` and `fly_volume_used_pct`
-(app, region, volume)."""
+(app, region, volume), and the proxy's HTTP series (traffic.py): `fly_app_http_responses_count`
+(app, region, instance, status) and the `fly_app_http_response_time_seconds` histogram."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.fly.simulator.state import DEFAULT_EGRESS_BPS, SimState
+from bot.fly.simulator.traffic import http_series
 
 Labels = dict[str, str]
 ValueAt = Callable[[float], float | None]
@@ -111,6 +113,7 @@ def collect_series(state: SimState, org_slug: str) -> list[Series]:
                     {"__name__": "fly_volume_used_pct", **labels}, _gauge(v.used_pct, v.created_at)
                 )
             )
+        out.extend(Series(labels, value_at) for labels, value_at in http_series(app))
     return out
 
 
