@@ -20,6 +20,7 @@ from commands import (
     locks,
     logs,
     perms,
+    restart,
     scale,
     secrets,
     status,
@@ -40,6 +41,7 @@ FAMILIES = (
     certs,
     scale,
     secrets,
+    restart,
 )
 
 

@@ -205,7 +205,12 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
             scale="scale " if kind == "scale" else "",
             version=release.version,
             who=ctx.invocation.display_name,
-            rollback={"rollback": " (rollback)", "secrets": " (secrets restart)"}.get(kind, ""),
+            rollback={
+                "rollback": " (rollback)",
+                "secrets": " (secrets restart)",
+                "restart": " (restart)",
+                "launch": " (launch)",
+            }.get(kind, ""),
             approved=f", approved by {approvers}" if approvers else "",
         )
         lines = tuple(plan.summary_lines())

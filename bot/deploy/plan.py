@@ -20,6 +20,9 @@ from bot.projects import Project, Stage
 
 PLATFORM_VERSION_KEY = "fly_platform_version"
 GROUP_KEY = "fly_process_group"
+# Plans that update each machine with its own config (a restart): `/fly secrets` hands new
+# secrets out with one, `/fly restart` is one.
+RESTART_KINDS = ("secrets", "restart")
 STRATEGIES = ("rolling", "immediate", "canary", "bluegreen")
 
 
@@ -108,7 +111,7 @@ class DeployPlan:
             "rollback_on_failure": self.rollback_on_failure,
             **(
                 {"kind": self.kind, "min_secrets_version": self.min_secrets_version}
-                if self.kind == "secrets"
+                if self.kind in RESTART_KINDS
                 else {}
             ),
         } | (self._scale_targets() if self.kind == "scale" else {})
@@ -146,7 +149,7 @@ class DeployPlan:
                 f"Approval binds: plan {self.fingerprint[:12]} (the machines changed, the "
                 "regions and volumes of new ones, the size); any change voids it",
             ]
-        if self.kind == "secrets":
+        if self.kind in RESTART_KINDS:
             return self._restart_lines()
         previous = without_digest(self.previous_image) or "(none)"
         lines = [
@@ -202,8 +205,12 @@ class DeployPlan:
     def _restart_lines(self) -> list[str]:
         lines = [
             *self.headline,
-            f"Restart with secrets version {self.min_secrets_version}: every machine keeps "
-            f"its image ({self.image_name or '?'}) and its config",
+            (
+                f"Restart with secrets version {self.min_secrets_version}: every machine keeps "
+                if self.min_secrets_version is not None
+                else "Restart: every machine keeps "
+            )
+            + f"its image ({self.image_name or '?'}) and its config",
             f"Strategy: {self.strategy}"
             + (
                 f", max_unavailable {_fmt_unavailable(self.max_unavailable)}"

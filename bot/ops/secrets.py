@@ -182,14 +182,22 @@ async def restart_plan(
     fly: FlyClient,
     project: Project,
     stage: Stage,
-    version: int,
+    version: int | None,
     headline: tuple[str, ...] = (),
+    *,
+    only_groups: tuple[str, ...] | None = None,
+    only_machine: str | None = None,
+    kind: str = "secrets",
 ) -> DeployPlan | None:
     """Every machine updated with its own current config and `min_secrets_version`, as
     flyctl's restart-only deploy; None when the app has no machines yet (the first deploy
     hands the secrets out). [deploy]'s rolling settings apply; a canary or bluegreen
     strategy, which creates machines, restarts as rolling."""
     machines = await managed_machines(fly, stage.app)
+    if only_groups is not None:  # `/fly restart --group`: only those process groups
+        machines = [m for m in machines if m.metadata.get(GROUP_KEY, "app") in only_groups]
+    if only_machine is not None:  # `/fly restart --machine`: only that one
+        machines = [m for m in machines if only_machine in (m.id, m.name)]
     if not machines:
         return None
     notes: list[str] = []
@@ -233,7 +241,7 @@ async def restart_plan(
         rollback_on_failure=stage.policy.rollback_on_failure,
         fail_fast=stage.policy.fail_fast,
         notes=tuple(notes),
-        kind="secrets",
+        kind=kind,
         min_secrets_version=version,
         headline=headline,
     )

@@ -456,6 +456,13 @@ async def staged_secret(env: Env, user: str) -> dict[str, Any]:
     return {}
 
 
+async def restarted(env: Env, ran: Ran) -> None:
+    await env.w.services.jobs.wait_all()
+    latest = max(rows(env, Release), key=lambda r: r.version)
+    assert (latest.kind, latest.state, latest.requester_name) == ("restart", "succeeded", ran.user)
+    assert await images_of(env, "shop-staging") == {OLD}  # the same image, restarted
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -490,6 +497,7 @@ MATRIX: dict[str, list[Case]] = {
     "status": [Case("status shop staging", STAGING, names_machines)],
     "apps": [Case("apps", (ANY, ANY), names_apps)],
     "logs": [Case("logs shop staging --lines 100", STAGING, shows_logs)],
+    "restart": [Case("restart shop staging --group worker", STAGING, restarted)],
     "launch": [Case("launch shop staging", STAGING, launched, staging_app_gone)],
     "deploy": [
         Case("deploy shop staging {image}", STAGING, deployed, fresh_image),
