@@ -230,8 +230,10 @@ class FlyClient:
         accept: Iterable[int] = (),
         cap: float | None = None,
         auth: httpx.Auth | None = None,
+        mask: Iterable[str] = (),
     ) -> httpx.Response:
-        """One HTTP exchange; a non-2xx status not in `accept` becomes a FlyAPIError."""
+        """One HTTP exchange; a non-2xx status not in `accept` becomes a FlyAPIError (with
+        each of `mask`, the secret values sent, replaced by ••• should Fly's text quote it)."""
         path = httpx.URL(url).path
         timeout = self.config.timeouts.httpx(read=read_timeout, cap=cap)
         try:
@@ -267,9 +269,11 @@ class FlyClient:
             ) from exc
         if resp.is_success or resp.status_code in set(accept):
             return resp
-        raise self._error_from(method, path, resp)
+        raise self._error_from(method, path, resp, mask)
 
-    def _error_from(self, method: str, path: str, resp: httpx.Response) -> FlyAPIError:
+    def _error_from(
+        self, method: str, path: str, resp: httpx.Response, mask: Iterable[str] = ()
+    ) -> FlyAPIError:
         message, code = "", None
         try:
             body = resp.json()
@@ -283,6 +287,8 @@ class FlyClient:
         cls = error_class_for(resp.status_code)
         if resp.status_code == 409 and ("/lease" in path or "lease" in message.lower()):
             cls = LeaseHeldError
+        for value in sorted((v for v in mask if v), key=len, reverse=True):
+            message = message.replace(value, "•••")
         return cls(
             self._redact(message),
             method=method,
@@ -1035,11 +1041,12 @@ class FlyClient:
         is reported, never resent."""
         before = {s.name: s.digest for s in await self.list_secrets(app)}
         url = self._app_url(app, "secrets")
+        sent = [v for v in values.values() if v]
 
         async def attempt(remaining: float) -> SecretsSetResult:
             try:
                 resp = await self._send_once(
-                    "POST", url, json={"values": dict(values)}, cap=remaining
+                    "POST", url, json={"values": dict(values)}, cap=remaining, mask=sent
                 )
             except FlyAPIError as exc:
                 if not is_ambiguous(exc):

@@ -4,7 +4,7 @@ yet on the machines), and the restart that hands them out (same image, same conf
 `min_secrets_version`).
 
 Values pass through here on their way to Fly and nowhere else: the rows keep names and
-versions, and a Fly error that quotes a value is re-raised with the value masked.
+versions (and the client masks a value should Fly's error text quote one).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from sqlmodel import col, func, select
 
 from bot.deploy.flytoml import DeploySettings, FlyTomlError, load_stage_config
 from bot.deploy.plan import GROUP_KEY, DeployPlan, GroupPlan, majority_image, managed_machines
-from bot.fly import FlyAPIError, FlyClient, Secret
+from bot.fly import FlyClient, Secret
 from bot.projects import Project, Stage
 from bot.store.engine import session_scope
 from bot.store.models import Release, SecretsChange
 
-MASK = "•••"
 SYNC_PREFIX = "FLYBOT_SYNC_"  # a name nobody has: unsetting it tells Fly's current version
 VERSION_TRIES = 3
 
@@ -65,34 +64,12 @@ def changes_for_unset(
     return tuple(Change(n, "removed") for n in dict.fromkeys(names))
 
 
-def without_values(exc: FlyAPIError, values: Mapping[str, str | None]) -> FlyAPIError:
-    """The same error with every value masked: an API that quotes a request in its error
-    text must not carry a value into a log line, a reply or the audit log."""
-    text = exc.message
-    for value in sorted((v for v in values.values() if v), key=len, reverse=True):
-        text = text.replace(value, MASK)
-    if text == exc.message:
-        return exc
-    return type(exc)(
-        text,
-        method=exc.method,
-        path=exc.path,
-        status=exc.status,
-        request_id=exc.request_id,
-        error_code=exc.error_code,
-    )
-
-
 async def apply(fly: FlyClient, app: str, values: Mapping[str, str | None]) -> int:
     """Set (str) and unset (None) in one call, exactly once, and return Fly's new secrets
     version. The client resends after a lost answer only when Fly's state shows the change
     did not happen; when it did, the version the answer carried is learnt as flyctl's
     `secrets sync` does: unsetting a name nobody has (safe to repeat) answers with it."""
-    try:
-        result = await fly.set_secrets(app, values)
-    except FlyAPIError as exc:
-        raise without_values(exc, values) from None
-    version = result.version
+    version = (await fly.set_secrets(app, values)).version
     for _ in range(VERSION_TRIES):
         if version is not None:
             return version

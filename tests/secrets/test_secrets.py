@@ -189,3 +189,104 @@ async def test_stage_then_deploy_hands_the_version_to_each_machine_once(tmp_path
         _, listing = await w.bot.run("vic", "secrets list shop staging")
         assert "staged" not in listing.all_text()
         assert hits(VALUE, w, listing.all_text(), calls_text(w)) == []
+
+
+def sets_of(w: World, name: str) -> int:
+    """Secrets_update calls that carried `name`."""
+    return sum(1 for c in w.calls("Secrets_update") if name in ((c.body or {}).get("values") or {}))
+
+
+async def test_a_set_whose_answer_was_lost_is_not_sent_again(tmp_path: Path) -> None:
+    """Issue 8 point 7 for `secrets set`: Fly set it and the answer was lost, so the digests
+    show it happened: not sent again; its version is learnt by unsetting a name nobody has,
+    and the restart hands out at least that version."""
+    async with secrets_world(tmp_path) as w:
+        w.sim.inject("Secrets_update", status=500, applied=1.0, count=1)
+        outcome, conversation = await w.bot.run(
+            "bob", "secrets set shop staging API_TOKEN", secrets={"API_TOKEN": VALUE}
+        )
+        assert outcome.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert sets_of(w, "API_TOKEN") == 1 and fly_secrets(w)["API_TOKEN"] == VALUE
+        syncs = [
+            c for c in w.calls("Secrets_update") if c.body["values"] != {"API_TOKEN": "[redacted]"}
+        ]
+        assert len(syncs) == 1 and list(syncs[0].body["values"].values()) == [None]
+        assert set(fly_secrets(w)) == {"API_TOKEN"}
+        version = w.sim.state.apps[STAGING].secrets_version
+        assert updates_with(w, STAGING, version) == {m.id: 1 for m in machines_of(w)}
+        assert all(
+            w.sim.state.machine_secrets(STAGING, m.id)["API_TOKEN"] == VALUE for m in machines_of(w)
+        )
+
+
+async def test_a_set_fly_refused_is_sent_again_once(tmp_path: Path) -> None:
+    async with secrets_world(tmp_path) as w:
+        w.sim.inject("Secrets_update", status=500, count=1)  # not carried out
+        outcome, conversation = await w.bot.run(
+            "bob", "secrets set shop staging API_TOKEN --stage", secrets={"API_TOKEN": VALUE}
+        )
+        assert outcome.status == "ok", conversation.all_text()
+        assert sets_of(w, "API_TOKEN") == 2 and fly_secrets(w)["API_TOKEN"] == VALUE
+
+
+async def test_a_fly_error_that_quotes_the_value_reaches_no_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with secrets_world(tmp_path) as w:
+        w.sim.inject("Secrets_update", status=422, echo=True)
+        with caplog.at_level(logging.DEBUG), RaisedTexts() as raised:
+            outcome, conversation = await w.bot.run(
+                "bob", "secrets set shop staging API_TOKEN", secrets={"API_TOKEN": VALUE}
+            )
+        assert outcome.status == "error"
+        [reply] = conversation.private
+        assert "Fly refused or failed" in reply.text and "could not process request" in reply.text
+        assert '"API_TOKEN":"•••"' in reply.text  # Fly's quote, with the value masked
+        assert fly_secrets(w) == {} and w.calls("Machines_update") == []
+        [entry] = [e for e in audit_rows(w) if e.action == "secrets set"]
+        assert entry.outcome == "error"
+        assert hits(VALUE, w, caplog.text, conversation.all_text(), "\n".join(raised.texts)) == [], [t for t in raised.texts if VALUE in t][:3]
+
+
+async def test_unset_restarts_the_machines_without_it(tmp_path: Path) -> None:
+    async with secrets_world(tmp_path) as w:
+        await w.bot.run("bob", "secrets set shop staging OLD --stage", secrets={"OLD": "o"})
+        outcome, conversation = await w.bot.run("bob", "secrets unset shop staging OLD")
+        assert outcome.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert "OLD (removed)" in conversation.all_text()
+        assert fly_secrets(w) == {}
+        assert all("OLD" not in w.sim.state.machine_secrets(STAGING, m.id) for m in machines_of(w))
+
+
+async def test_a_deploy_after_stage_hands_the_staged_secrets_out(tmp_path: Path) -> None:
+    async with secrets_world(tmp_path) as w:
+        await w.bot.run(
+            "bob", "secrets set shop staging API_TOKEN --stage", secrets={"API_TOKEN": VALUE}
+        )
+        version = w.sim.state.apps[STAGING].secrets_version
+        outcome, conversation = await w.bot.run(
+            "bob", "deploy shop staging registry.fly.io/shop:v2"
+        )
+        assert outcome.status == "ok", conversation.all_text()
+        await w.services.jobs.wait_all()
+        assert updates_with(w, STAGING, version) == {m.id: 1 for m in machines_of(w)}
+        again, conversation = await w.bot.run("bob", "secrets deploy shop staging")
+        assert "Nothing staged" in conversation.all_text()
+
+
+async def test_while_a_deploy_runs_set_refuses_before_changing_anything(tmp_path: Path) -> None:
+    async with secrets_world(tmp_path) as w:
+        w.sim.set_timing(start_s=1.0)  # the deploy is still running when set comes
+        outcome, _ = await w.bot.run("bob", "deploy shop staging registry.fly.io/shop:v2")
+        assert outcome.status == "ok"
+        refused, conversation = await w.bot.run(
+            "bob", "secrets set shop staging API_TOKEN", secrets={"API_TOKEN": VALUE}
+        )
+        assert refused.status == "error", conversation.all_text()
+        assert (
+            "is being deployed" in conversation.all_text() and "--stage" in conversation.all_text()
+        )
+        assert fly_secrets(w) == {}
+        await w.services.jobs.wait_all()

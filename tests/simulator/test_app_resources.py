@@ -153,3 +153,26 @@ async def test_releases_and_graphql(fly: Sim) -> None:
         await fly.http.post("/graphql", json={"query": f'{{ app(name: "{app}") {{ bogus }} }}'})
     ).json()
     assert "bogus" in unknown["errors"][0]["message"]
+
+
+async def test_a_machine_keeps_the_secrets_of_its_version_until_it_is_updated(fly: Sim) -> None:
+    app = await fly.create_app()
+    url = f"/v1/apps/{app}/secrets"
+    await fly.http.post(url, json={"values": {"API_TOKEN": "one"}})
+    made = await fly.create_machine(app)
+    assert fly.sim.machine_secrets(app, made["id"]) == {"API_TOKEN": "one"}
+    second = (await fly.http.post(url, json={"values": {"API_TOKEN": "two", "NEW": "x"}})).json()
+    restarted = await fly.http.post(f"/v1/apps/{app}/machines/{made['id']}/restart")
+    assert restarted.status_code == 200
+    assert fly.sim.machine_secrets(app, made["id"]) == {"API_TOKEN": "one"}  # not handed out
+    update = {"config": made["config"], "min_secrets_version": second["version"]}
+    assert (await fly.http.post(f"/v1/apps/{app}/machines/{made['id']}", json=update)).is_success
+    assert fly.sim.machine_secrets(app, made["id"]) == {"API_TOKEN": "two", "NEW": "x"}
+
+
+async def test_an_echo_fault_quotes_the_request_in_its_error(fly: Sim) -> None:
+    app = await fly.create_app()
+    fly.sim.inject("Secrets_update", status=422, echo=True, count=1)
+    answer = await fly.http.post(f"/v1/apps/{app}/secrets", json={"values": {"A": "quoted-1"}})
+    assert answer.status_code == 422 and "quoted-1" in answer.json()["error"]
+    assert "quoted-1" not in json.dumps([c.to_json() for c in fly.sim.calls])  # the log: never

@@ -80,6 +80,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             if decision.retry_after is not None:
                 headers["Retry-After"] = str(decision.retry_after)
             message = FAULT_MESSAGES.get(decision.status, "injected failure")
+            if decision.echo:
+                raw = (await request.read()).decode("utf-8", "replace")
+                message = f"{message}: could not process request {raw[:1000]}"
             raise SimError(decision.status, message, headers=headers)
         response = await _answer(request, handler)
     except SimError as exc:

@@ -45,6 +45,7 @@ async def sim_add_fault(request: web.Request) -> web.Response:
             count=body.get("count"),
             applied=float(body.get("applied", 0.0)),
             machine_id=body.get("machine_id"),
+            echo=bool(body.get("echo", False)),
         )
     except (TypeError, ValueError) as exc:
         raise invalid(str(exc)) from None

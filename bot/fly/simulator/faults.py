@@ -42,6 +42,9 @@ class Fault:
     count: int | None = None
     applied: float = 0.0
     machine_id: str | None = None
+    # The error's text quotes the request body, as some APIs' validation errors do (for
+    # showing that a client keeps such text out of its logs and replies).
+    echo: bool = False
     fired: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -55,6 +58,7 @@ class Decision:
     retry_after: int | None = None
     hang: float | None = None
     applied: bool = False  # act first, then give the error answer
+    echo: bool = False  # the error's text quotes the request body
     labels: list[str] = field(default_factory=list)
 
     @property
@@ -112,6 +116,7 @@ class FaultPlan:
             elif fault.status is not None:
                 decision.status = fault.status
                 decision.retry_after = fault.retry_after
+                decision.echo = fault.echo
                 decision.labels.append(f"status:{fault.status}")
             if fault.latency:
                 decision.labels.append(f"latency:{fault.latency:g}s")

@@ -93,13 +93,15 @@ class FlySimulator:
         count: int | None = None,
         applied: float = 0.0,
         machine_id: str | None = None,
+        echo: bool = False,
     ) -> Fault:
         """Inject a fault into `operation` (an operation name as in the call log, or `*`).
         `timeout=True` hangs `timing.hang_s` seconds, a number hangs that long; then the call
         answers 504 without having acted. Latency (seconds, or `latency_ms`) is added before
         the answer. `applied` (0 to 1) is the chance that an error or timeout answer comes
         after the call was carried out (a lost answer); `machine_id` limits the fault to one
-        machine. Faults stack: each is rolled, with the simulator's seeded random source, on
+        machine; `echo` makes the error's text quote the request body. Faults stack: each is
+        rolled, with the simulator's seeded random source, on
         every matching call."""
         hang: float | None
         if timeout is None or timeout is False:
@@ -118,6 +120,7 @@ class FlySimulator:
             count=count,
             applied=applied,
             machine_id=machine_id,
+            echo=echo,
         )
         with self.lock:
             return self.faults.add(fault)

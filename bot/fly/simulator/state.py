@@ -157,6 +157,9 @@ class SimApp:
     machines: dict[str, SimMachine] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
     secrets_version: int = 0
+    # The values as of each version (version -> name -> value): a machine sees the secrets
+    # of the version it was created or last updated with, not newer ones.
+    secrets_history: dict[int, dict[str, str]] = field(default_factory=dict)
     certificates: dict[str, Certificate] = field(default_factory=dict)
     releases: list[Release] = field(default_factory=list)
     volumes: list[Volume] = field(default_factory=list)
@@ -885,6 +888,7 @@ class SimState:
             else:
                 app.secrets[name] = Secret(name, value, now, now)
         app.secrets_version += 1
+        app.secrets_history[app.secrets_version] = {n: x.value for n, x in app.secrets.items()}
         return app.secrets_version
 
     def secret(self, app_name: str, name: str) -> Secret:
@@ -895,10 +899,11 @@ class SimState:
 
     def machine_secrets(self, app_name: str, machine_id: str) -> dict[str, str]:
         """What the machine would see as environment: the app's secrets as of the version it
-        was created or updated with (the simulator keeps the current values only)."""
+        was created or updated with. A restart or a start keeps that version; only an
+        update (or a new machine) takes a newer one."""
         machine = self.machine(app_name, machine_id)
         app = self.app(app_name)
-        return {s.name: s.value for s in app.secrets.values()} if machine.secrets_version else {}
+        return dict(app.secrets_history.get(machine.secrets_version, {}))
 
     # --- certificates --------------------------------------------------------------------
 
