@@ -144,6 +144,9 @@ class SlackAdapter:
         self.outbox: SlackOutbox | None = None
         self.socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
+        SCRUBBER.guard_verbs(
+            c.name for c in self.services.registry.commands.values() if c.sensitive
+        )
         self.bolt_logger = scrubbed_logger("adapters.slack.bolt")
         if _TOKEN_NOTICE not in self.bolt_logger.filters:
             # bolt reads SLACK_BOT_TOKEN itself and says it ignores it for `client`: intended

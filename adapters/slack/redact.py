@@ -6,6 +6,9 @@ Two layers, one filter:
   is cut down to its first words and a note: its payload is never written anywhere.
 - Values taken from a submission are held (in memory only) while the process runs, and any
   later record that contains one, exceptions included, has it replaced by •••.
+- A record that carries a slash command naming a verb with sensitive input (`secrets set`,
+  `link CODE`) is cut the same way: a value typed in its text (refused by the pipeline)
+  must not survive in a raw payload logged before anyone parsed it.
 
 `SCRUBBER` is installed on the loggers the adapter hands to bolt and slack_sdk and, by
 `flybot run`, on every handler of the root logger.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable
 
@@ -23,10 +27,26 @@ _MARKERS = ("view_submission", "plain_text_input")
 MIN_HELD = 3  # shorter values would mask half of every line; the payload rule still hides them
 
 
+# How a slash command's payload shows in a raw record: JSON (Socket Mode frames, bolt's
+# parsed body) or the form-encoded HTTP body.
+_COMMAND_MARKERS = ('"command":', "'command':", "command=%2F")
+
+
 class SecretScrubber(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._held: deque[str] = deque(maxlen=1024)
+        self._verbs: re.Pattern[str] | None = None
+
+    def guard_verbs(self, phrases: Iterable[str]) -> None:
+        """The verbs (e.g. "secrets set") whose slash command payloads are never logged."""
+        words = sorted({p for p in phrases if p}, key=len, reverse=True)
+        if not words:
+            return
+        # Words in a payload are separated by spaces, `+` or `%20` (form encoding).
+        between = r"(?:\s|\+|%20)+"
+        alternatives = "|".join(between.join(map(re.escape, p.split())) for p in words)
+        self._verbs = re.compile(rf"(?i)(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
 
     def hold(self, values: Iterable[str]) -> None:
         for value in values:
@@ -36,8 +56,20 @@ class SecretScrubber(logging.Filter):
                 if form not in self._held:
                     self._held.append(form)
 
+    def _sensitive_command(self, text: str) -> bool:
+        return (
+            self._verbs is not None
+            and any(marker in text for marker in _COMMAND_MARKERS)
+            and self._verbs.search(text) is not None
+        )
+
     def redact(self, text: str) -> str:
-        if any(marker in text for marker in _MARKERS):
+        if self._sensitive_command(text):
+            text = text[:60].split("{", 1)[0] + (
+                f" {MASK} (a slash command for a verb with secret input: its payload is "
+                "never logged)"
+            )
+        elif any(marker in text for marker in _MARKERS):
             text = text[:60].split("{", 1)[0] + (
                 f" {MASK} (a modal submission: its payload is never logged, it carries "
                 "secret values)"

@@ -1,7 +1,8 @@
-"""Secrets from Slack: a verb with declared secret input opens a modal straight from the
-trigger_id; its submission runs the command with the values beside it; a closed modal
-cancels; and the values are found nowhere but at Fly — not in the process's debug log, the
-database, the audit log, any recorded Slack call, or the text of an exception."""
+"""Secrets from Slack: `/fly secrets set` opens a modal straight from the trigger_id; its
+submission sets the values at Fly and restarts the stage's machines with them; a closed
+modal cancels; a value typed in the command is refused; and the values are found nowhere
+but at Fly — not in the process's debug log, the database, the audit log, any recorded
+Slack call, or the text of an error Fly sent back quoting them."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.support import snapshot
 pytestmark = pytest.mark.timeout(120)
 
 VALUES = {"API_TOKEN": "s3cr3t-Api-7Qx9", "DB_PASS": "pa$$\"w0rd'<&>-Zz"}
-TOY = "tests.slack.toy_secrets"
+TYPED = "typed-in-Cmd-4Rw"  # a value someone types in the command text
 
 
 async def send(
@@ -72,9 +73,9 @@ async def test_a_secret_set_through_the_modal_is_found_only_at_fly(
 ) -> None:
     async with slack_world(tmp_path) as w:
         w.grant(BOB, "deployer")
-        bot = await w.start(socket_mode=socket, verbose=True, entry=TOY)
+        bot = await w.start(socket_mode=socket, verbose=True)
         slack = w.slack
-        line = "vault put shop dev API_TOKEN DB_PASS"
+        line = "secrets set shop dev API_TOKEN DB_PASS"
         command = slash_command(slack, line, BOB, "bob")
         await send(bot, slack, "slash_commands", command, socket)
         await slack.wait_for(lambda: opened(slack))
@@ -94,18 +95,23 @@ async def test_a_secret_set_through_the_modal_is_found_only_at_fly(
         await send(
             bot, slack, "view_submission", slack.submission(view_id, BOB, VALUES, "bob"), socket
         )
-        await slack.wait_for(
-            lambda: any(
-                "set API_TOKEN, DB_PASS on shop-dev" in m.all_text() for m in slack.channel(CHANNEL)
-            )
-        )
-        assert len(slack.calls_to("views.open")) == 1
-        kept = w.sim.state.apps["shop-dev"].secrets
-        assert {name: kept[name].value for name in VALUES} == VALUES  # at Fly, and only there
 
-        # one that fails with the values in its exception text
-        boom = slash_command(slack, f"{line} --explode", BOB, "bob")
-        await send(bot, slack, "slash_commands", boom, socket)
+        def channel_text() -> str:
+            return "\n".join(m.all_text() for m in slack.channel(CHANNEL))
+
+        await slack.wait_for(lambda: "succeeded" in channel_text(), timeout=60)
+        assert "Secrets set: API_TOKEN (new), DB_PASS (new)" in channel_text()
+        assert "(secrets restart)" in channel_text()
+        assert len(slack.calls_to("views.open")) == 1
+        app = w.sim.state.apps["shop-dev"]
+        assert {name: app.secrets[name].value for name in VALUES} == VALUES  # at Fly, only
+        machines = [m for m in app.machines.values() if m.state == "started"]
+        assert machines and all(m.secrets_version == app.secrets_version for m in machines)
+
+        # Fly refuses one, quoting the request (values and all) in its error text
+        w.sim.inject("Secrets_update", status=422, echo=True, count=1)
+        refused = slash_command(slack, line, BOB, "bob")
+        await send(bot, slack, "slash_commands", refused, socket)
         await slack.wait_for(lambda: len(opened(slack)) == 2)
         await send(
             bot,
@@ -115,37 +121,48 @@ async def test_a_secret_set_through_the_modal_is_found_only_at_fly(
             socket,
         )
         await slack.wait_for(
-            lambda: any("Something went wrong" in t for t in slack.private_to(BOB))
+            lambda: any("Fly refused or failed" in t for t in slack.private_to(BOB))
         )
+        [said] = [t for t in slack.private_to(BOB) if "Fly refused or failed" in t]
+        assert "could not process request" in said and "•••" in said
+
+        # a value typed in the command: refused, no form, nothing at Fly
+        typed = slash_command(slack, f"secrets set shop dev LEAKED={TYPED}", BOB, "bob")
+        await send(bot, slack, "slash_commands", typed, socket)
+        await slack.wait_for(
+            lambda: any("puts a secret's value in the command" in t for t in slack.private_to(BOB))
+        )
+        assert len(opened(slack)) == 2 and "LEAKED" not in app.secrets
         assert await bot.stop() == 0
-        assert "the toy exploded holding" in bot.log  # the exception was logged …
-        # … at debug level: bolt's and slack_sdk's payload logging was on
+        # the log is at debug level: bolt's and slack_sdk's payload logging was on
         assert "DEBUG slack_sdk.web.async_base_client: Sending a request" in bot.log
         assert "DEBUG adapters.slack.bolt" in bot.log
         if socket:  # the Socket Mode client logs every frame it receives, raw
             assert "Received message" in bot.log and "a modal submission" in bot.log
-        for value in VALUES.values():
-            assert found_anywhere(value, tmp_path, bot, slack, w.database_url) == []
+        for value in (*VALUES.values(), TYPED):
+            lines = [x[:300] for x in bot.log.splitlines() if value in x]
+            assert found_anywhere(value, tmp_path, bot, slack, w.database_url) == [], (value, lines)
         check_every_call(slack)
 
 
 async def test_a_closed_modal_cancels_with_a_private_note(tmp_path: Path) -> None:
     async with slack_world(tmp_path) as w:
         w.grant(BOB, "deployer")
-        bot = await w.start(entry=TOY)
+        bot = await w.start()
         slack = w.slack
         async with bot.sender() as sender:
-            await sender.command(slash_command(slack, "vault put shop dev API_TOKEN", BOB, "bob"))
+            await sender.command(slash_command(slack, "secrets set shop dev API_TOKEN", BOB, "bob"))
             await slack.wait_for(lambda: opened(slack))
             [view_id] = opened(slack)
             assert slack.views[view_id]["notify_on_close"] is True
             assert (await sender.interactive(slack.closing(view_id, BOB)))[0] == 200
             await slack.wait_for(lambda: slack.private_to(BOB))
         [note] = slack.private_to(BOB)
-        assert "Cancelled `/fly vault put shop dev API_TOKEN" in note
+        assert "Cancelled `/fly secrets set shop dev API_TOKEN" in note
         assert "nothing was changed" in note
         assert [c.params["user"] for c in slack.calls_to("chat.postEphemeral")] == [BOB]
-        assert not any("set API_TOKEN" in m.all_text() for m in slack.channel(CHANNEL))
+        assert not any("API_TOKEN" in m.all_text() for m in slack.channel(CHANNEL))
+        assert w.sim.state.apps["shop-dev"].secrets == {}
         assert await bot.stop() == 0
 
 
@@ -153,10 +170,10 @@ async def test_a_stale_trigger_is_said_privately(tmp_path: Path) -> None:
     """Slack refuses a trigger_id older than 3 s: the person is told, nothing runs."""
     async with slack_world(tmp_path) as w:
         w.grant(BOB, "deployer")
-        bot = await w.start(entry=TOY)
+        bot = await w.start()
         slack = w.slack
         command = slash_command(
-            slack, "vault put shop dev API_TOKEN", BOB, "bob", trigger_id="never-issued"
+            slack, "secrets set shop dev API_TOKEN", BOB, "bob", trigger_id="never-issued"
         )
         async with SlackSender(bot.events_url) as sender:
             assert (await sender.command(command))[0] == 200
