@@ -180,3 +180,17 @@ async def test_a_stale_trigger_is_said_privately(tmp_path: Path) -> None:
         await slack.wait_for(lambda: slack.private_to(BOB))
         assert "did not open the form" in slack.private_to(BOB)[0]
         assert await bot.stop() == 0
+
+
+def test_a_slash_command_payload_for_a_sensitive_verb_is_cut_in_every_encoding() -> None:
+    from adapters.slack.redact import SecretScrubber
+
+    scrubber = SecretScrubber()
+    scrubber.guard_verbs(["secrets set", "link"])
+    form = "body: token=x&command=%2Ffly&text=secrets+set+shop+dev+A%3Dtyped-1&user_id=U1"
+    frame = 'Received (data: {"command": "/fly", "text": "secrets  set shop dev A=typed-2"})'
+    for record in (form, frame):
+        assert "typed-" not in scrubber.redact(record), record
+    kept = 'Received message (data: {"command": "/fly", "text": "secretsset shop", "a": "deploy"})'
+    assert scrubber.redact(kept) == kept  # another verb's payload stays as it was
+    assert scrubber.redact("text=secrets+set+x") == "text=secrets+set+x"  # not a payload
