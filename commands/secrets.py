@@ -192,7 +192,7 @@ async def _change(ctx: CommandContext, action: str, values: dict[str, str | None
             tone="success",
         )
         return
-    headline = (f"Secrets {action}: {summary} (version {version})",)
+    headline = (f"Secrets {action}: {summary}; secrets version {version}",)
     await _restart(ctx, project, stage, version, headline, summary)
 
 
@@ -271,7 +271,7 @@ async def plan_secrets_deploy(ctx: CommandContext) -> Plan:
             f"the machines{on}. A change staged with flyctl reaches them with `/fly deploy`."
         )
     changes = tuple(ops.Change(n, c.change) for n, c in sorted(waiting.items()))
-    headline = (f"Staged secrets to hand out: {_summary(changes)} (version {version})",)
+    headline = (f"Staged secrets to hand out: {_summary(changes)}; secrets version {version}",)
     plan: DeployPlan | None = await ops.restart_plan(
         deployer_of(ctx).fly, project, stage, version, headline
     )
