@@ -164,3 +164,13 @@ async def test_429_and_500_are_retried(fly: Fly) -> None:
     assert len(entries) == 3
     statuses = [c.status for c in fly.sim.calls if c.operation == "Logs_list"]  # type: ignore[attr-defined]
     assert 429 in statuses and 500 in statuses and statuses[-1] == 200
+
+
+async def test_the_demo_orgs_machines_have_printed_their_boot_and_recent_requests(
+    fly: Fly,
+) -> None:
+    entries = await fly.client.recent_logs("ping-go-prod", lines=500)
+    messages = [e.message for e in entries]
+    assert any(m.startswith("Pulling container image registry.fly.io/ping-go:") for m in messages)
+    assert any("listening on 0.0.0.0:8080" in m for m in messages)
+    assert messages[-1].startswith("GET /ping 200 OK")

@@ -83,6 +83,13 @@ def _machine(
     machine.event(state.ids, born + 4, "start", "started", "flyd")
     machine.state, machine.started_at = "started", born + 4
     machine.schedule(None, None)
+    machine.logs.clear()  # what it printed when it booted, and its last requests
+    machine.boot_logs(born)
+    machine.started_logs(born + 4)
+    if config.get("services"):
+        now = state.now()
+        for i in range(12):
+            machine.log(now - 60 + i * 5, f"GET /ping 200 OK in {2 + i % 4}ms")
 
 
 def _secrets(state: SimState, app: SimApp, names: list[str]) -> None:

@@ -244,12 +244,12 @@ class SimMachine:
                 return int(service["internal_port"])
         return 8080
 
-    def _boot_logs(self, at: float) -> None:
+    def boot_logs(self, at: float) -> None:
         self.log(at, f"Pulling container image {self.image}", provider="runner")
         self.log(at, f"Successfully prepared image {self.image}", provider="runner")
         self.log(at, "Configuring firecracker", provider="runner")
 
-    def _started_logs(self, at: float) -> None:
+    def started_logs(self, at: float) -> None:
         self.log(at, "Starting init (commit: 6c3309ba)...")
         self.log(at, f"Preparing to run: `{self._command()}` as root")
         if self.config.get("auto_destroy"):
@@ -299,7 +299,7 @@ class SimMachine:
 
     def boot(self, at: float, timing: SimulatorTiming) -> None:
         """Go to `starting` now and to `started` after the start duration."""
-        self._boot_logs(at)
+        self.boot_logs(at)
         self.set_state("starting", at)
         self.started_at = None
         start_s = timing.start_s if self.start_s is None else self.start_s
@@ -322,7 +322,7 @@ class SimMachine:
             self.set_state("started", at)
             self.started_at = at
             self.event(ids, at, "start", "started", "flyd")
-            self._started_logs(at)
+            self.started_logs(at)
             if self.config.get("auto_destroy"):
                 self.schedule("task_exit", at + timing.task_s)
             elif is_crashloop(self.traits) or is_oom(self.traits):
