@@ -28,11 +28,10 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -56,6 +55,9 @@ from commands.home import overview
 from commands.port import Invocation, Reply
 from commands.reply import markup
 
+if TYPE_CHECKING:  # Socket Mode's client is imported only when SLACK_APP_TOKEN is set
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
 log = logging.getLogger(__name__)
 
 Ack = Callable[..., Awaitable[None]]
@@ -71,16 +73,16 @@ class _IgnoredTokenNotice(logging.Filter):
 _TOKEN_NOTICE = _IgnoredTokenNotice()
 
 
-class _SocketMode(AsyncSocketModeHandler):
+def _socket_mode(worker: Worker, *args: Any, **kwargs: Any) -> AsyncSocketModeHandler:
     """bolt's Socket Mode handler, telling the worker while an envelope is being acked."""
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-    def __init__(self, worker: Worker, *args: Any, **kwargs: Any) -> None:
-        self.worker = worker
-        super().__init__(*args, **kwargs)
+    class SocketMode(AsyncSocketModeHandler):
+        async def handle(self, client: Any, req: Any) -> None:
+            with worker.answering():
+                await super().handle(client, req)
 
-    async def handle(self, client: Any, req: Any) -> None:
-        with self.worker.answering():
-            await super().handle(client, req)
+    return SocketMode(*args, **kwargs)
 
 
 class SlackSetupError(Exception):
@@ -197,7 +199,7 @@ class SlackAdapter:
         self.outbox = SlackOutbox(self.client, self.identity.team_id)
         self.runtime.attach(PLATFORM, self.outbox)
         if self.socket_mode:
-            self.socket = _SocketMode(
+            self.socket = _socket_mode(
                 self.worker,
                 self.app,
                 self.settings.slack_app_token,

@@ -136,21 +136,27 @@ class _SafeReporter:
     def __init__(self, inner: DeployReporter) -> None:
         self.inner = inner
         self.backlog: list[tuple[str, str]] = []
+        # One drain at a time: the machines of a batch report side by side, and a second
+        # drain while the first's post is in flight would post the head line again.
+        self._draining = asyncio.Lock()
 
     async def step(self, text: str, tone: str = "info") -> None:
         self.backlog.append((text, tone))
         await self._drain()
 
     async def _drain(self) -> bool:
-        while self.backlog:
-            text, tone = self.backlog[0]
-            try:
-                await self.inner.step(text, tone)
-            except Exception:
-                log.warning("deploy reporter failed; the line is kept for later", exc_info=True)
-                return False
-            self.backlog.pop(0)
-        return True
+        async with self._draining:
+            while self.backlog:
+                text, tone = self.backlog[0]
+                try:
+                    await self.inner.step(text, tone)
+                except Exception:
+                    log.warning(
+                        "deploy reporter failed; the line is kept for later", exc_info=True
+                    )
+                    return False
+                self.backlog.pop(0)
+            return True
 
     async def progress(self, done: int, total: int) -> None:
         try:

@@ -155,3 +155,19 @@ def test_racing_deploy_claims_get_one_active_release_per_app(database_url: str) 
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(outcomes) == ["busy"] * 5 + ["claimed"]
+
+
+def test_the_head_read_from_the_migration_files_is_alembics_and_a_start_at_head_skips_it(
+    database_url: str,
+) -> None:
+    from bot.store.migrate import at_head, head_revision
+
+    engine = make_engine(database_url)
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head is not None and head_revision() == head
+    assert not at_head(engine)  # a new database: no alembic_version yet
+    upgrade(engine, "0007")
+    assert not at_head(engine)  # one behind: upgrade() must run alembic
+    upgrade(engine)
+    assert at_head(engine) and current_revision(engine) == head
+    engine.dispose()

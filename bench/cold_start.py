@@ -1,0 +1,202 @@
+"""Benchmark: cold start of `flybot run` in Slack HTTP mode, from process start to the first
+`/healthz` 200, beside the floor: `python -c 'import …'` of exactly the libraries that mode
+needs (FLOOR below), in the same run, rounds alternating.
+
+The Fly simulator and the fake Slack Web API (which answers flybot's auth.test) run in a
+child process on 127.0.0.1. The database is a SQLite file already at the newest migration,
+as on a Fly machine's volume after the first start.
+
+Prints the median of each, their ratio (target ≤ 1.1×) and flybot's median (target ≤ 1.5 s),
+and the third-party packages flybot imported that are not in the floor (should be none).
+
+    python bench/cold_start.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ack import free_port, serve_fakes  # noqa: E402
+
+from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
+
+# What Slack HTTP mode needs and nothing else: bolt's async app and its aiohttp adapter, the
+# Slack Web API client, the HTTP server, the database (SQLModel over SQLAlchemy, SQLite's
+# driver), the scheduler, the Fly client (httpx with tenacity's retries), and tomlkit, which
+# reads flybot.toml at start.
+FLOOR = (
+    "slack_bolt.async_app",
+    "slack_bolt.adapter.aiohttp",
+    "slack_sdk.web.async_client",
+    "aiohttp.web",
+    "sqlmodel",
+    "sqlalchemy.dialects.sqlite.pysqlite",
+    "sqlite3",
+    "apscheduler.schedulers.asyncio",
+    "apscheduler.triggers.interval",
+    "httpx",
+    "httpcore",  # with anyio and h11: what httpx loads when the Fly client is made
+    "anyio",
+    "h11",
+    "tenacity",
+    "tomlkit",
+)
+FLOOR_CODE = "import " + ", ".join(FLOOR)
+OURS = ("bot", "commands", "adapters", "tests", "ack")
+
+
+def healthy(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/healthz")
+        status = connection.getresponse().status
+        connection.close()
+        return status == 200
+    except OSError:
+        return False
+
+
+def flybot_start(env: dict[str, str], port: int, log: Path) -> float:
+    """Seconds from spawning `flybot run` to its first /healthz 200."""
+    env = {**env, "FLYBOT_HTTP_PORT": str(port)}
+    with log.open("wb") as out:
+        began = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run"], env=env, stdout=out, stderr=out, cwd=REPO
+        )
+        try:
+            while not healthy(port):
+                if process.poll() is not None:
+                    raise SystemExit(f"flybot run exited {process.returncode}:\n{log.read_text()}")
+                if time.perf_counter() - began > 60:
+                    raise SystemExit(f"flybot run never became healthy:\n{log.read_text()}")
+                time.sleep(0.005)
+            return time.perf_counter() - began
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
+def floor_start(env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FLOOR_CODE], env=env, check=True, cwd=REPO)
+    return time.perf_counter() - began
+
+
+def packages(report: str) -> set[str]:
+    """Top-level packages named in an `-X importtime` report."""
+    names: set[str] = set()
+    for line in report.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name and name != "imported package":
+                names.add(name.split(".")[0])
+    return names
+
+
+def imported_packages(env: dict[str, str], port: int, log: Path) -> set[str]:
+    """Top-level packages `flybot run` imported on its way to healthy."""
+    flybot_start({**env, "PYTHONPROFILEIMPORTTIME": "1"}, port, log)
+    # The report also names imports that were tried and not found (optional extras).
+    return {
+        name
+        for name in packages(log.read_text(errors="replace"))
+        if importlib.util.find_spec(name) is not None
+    }
+
+
+def bench(rounds: int) -> None:
+    ours, theirs = multiprocessing.Pipe()
+    fakes = multiprocessing.Process(target=serve_fakes, args=(theirs,), daemon=True)
+    fakes.start()
+    fly_url, slack_url = ours.recv()
+    scratch = Path(tempfile.mkdtemp(prefix="flybot-bench-cold-"))
+    env = {
+        **os.environ,
+        "FLYBOT_DATABASE_URL": f"sqlite:///{scratch / 'flybot.db'}",
+        "FLYBOT_CONFIG": str(REPO / "examples" / "flybot.toml"),
+        "FLYBOT_ADMINS": "slack:T0FLY:UALICE",
+        "FLY_API_TOKEN": "sandbox-token",
+        "FLY_ORG": "demo",
+        "FLY_FLAPS_BASE_URL": fly_url,
+        "FLY_API_BASE_URL": fly_url,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "FLYBOT_SLACK_API_URL": f"{slack_url}/api/",
+        "FLYBOT_HTTP_HOST": "127.0.0.1",
+        "PYTHONPATH": str(REPO),
+    }
+    for variable in ("SLACK_APP_TOKEN", "DISCORD_TOKEN", "PYTHONPROFILEIMPORTTIME"):
+        env.pop(variable, None)
+    flybot: list[float] = []
+    floor: list[float] = []
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "bot.cli", "db", "upgrade"],
+            env=env,
+            check=True,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        port = free_port()
+        extra = sorted(imported_packages(env, port, scratch / "importtime.log") - floor_packages())
+        flybot_start(env, port, scratch / "warm.log")  # warm the OS's file cache for both
+        floor_start(env)
+        for _ in range(rounds):
+            flybot.append(flybot_start(env, port, scratch / "flybot.log"))
+            floor.append(floor_start(env))
+    finally:
+        ours.send("stop")
+        fakes.join(10)
+    report(flybot, floor, extra, rounds)
+
+
+def floor_packages() -> set[str]:
+    """Every top-level package the floor's imports load, the standard library's, and ours."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", FLOOR_CODE],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return packages(done.stderr) | set(OURS) | set(sys.stdlib_module_names)
+
+
+def report(flybot: list[float], floor: list[float], extra: list[str], rounds: int) -> None:
+    ours, theirs = statistics.median(flybot), statistics.median(floor)
+    load = os.getloadavg()
+    print(f"cold start, Slack HTTP mode, {rounds} rounds (load average {load[0]:.2f})")
+    print(f"  flybot run → /healthz 200   median {ours:.3f} s   min {min(flybot):.3f} s")
+    print(f"  python -c 'import …'        median {theirs:.3f} s   min {min(floor):.3f} s")
+    print(f"    ({FLOOR_CODE})")
+    print(
+        f"  ratio {ours / theirs:.2f}× (min/min {min(flybot) / min(floor):.2f}×)"
+        "   (target ≤ 1.1× and ≤ 1.5 s)"
+    )
+    print(f"  packages imported beyond the floor: {', '.join(extra) or 'none'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    bench(args.rounds)
+
+
+if __name__ == "__main__":
+    main()
