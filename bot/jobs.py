@@ -32,6 +32,17 @@ class JobRunner:
     def running(self) -> int:
         return len(self._tasks)
 
-    async def wait_all(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def wait_all(self, timeout: float | None = None) -> bool:
+        """Until every job is done (True), or `timeout` seconds have passed (False)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel_all(self) -> int:
+        for task in self._tasks:
+            task.cancel()
+        return len(self._tasks)

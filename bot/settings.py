@@ -13,6 +13,8 @@ DEFAULT_API_BASE_URL = "https://api.fly.io"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_HTTP_HOST = "0.0.0.0"  # as a Fly [http_service] expects
 DEFAULT_HTTP_PORT = 8080
+# Below fly.toml's kill_timeout (30 s), with time left to release leases and say so.
+DEFAULT_SHUTDOWN_TIMEOUT = 20.0
 
 
 class SettingsError(Exception):
@@ -34,12 +36,28 @@ class Settings:
     # is due; None keeps each job's own pace. For tests and the benchmarks: asking often is
     # cheap, as each run stays claimed once per period across instances.
     scheduler_ask_every: float | None = None
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds running work gets on SIGTERM
     # Tokens are kept out of repr() so a logged Settings never shows them.
     fly_api_token: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_app_token: str | None = field(default=None, repr=False)
     discord_token: str | None = field(default=None, repr=False)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every token and secret this process was given, for the log redactor: each whole,
+        and a Fly token's comma-separated parts, with and without its `FlyV1 ` prefix."""
+        values = [
+            self.fly_api_token,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.discord_token,
+        ]
+        if self.fly_api_token:
+            bare = self.fly_api_token.removeprefix("FlyV1 ").strip()
+            values += [bare, *(part.strip() for part in bare.split(","))]
+        return tuple(v for v in values if v)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,8 +96,18 @@ class Settings:
                     f"FLYBOT_SCHEDULER_ASK_EVERY '{ask_text}' is not a number of seconds "
                     "between 0.05 and 86400."
                 )
+        shutdown_text = env.get("FLYBOT_SHUTDOWN_TIMEOUT") or str(DEFAULT_SHUTDOWN_TIMEOUT)
+        try:
+            shutdown_timeout = float(shutdown_text)
+        except ValueError:
+            shutdown_timeout = -1.0
+        if not 0 <= shutdown_timeout <= 3600:
+            raise SettingsError(
+                f"FLYBOT_SHUTDOWN_TIMEOUT '{shutdown_text}' is not a number of seconds (0-3600)."
+            )
         return cls(
             database_url=env.get("FLYBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            shutdown_timeout=shutdown_timeout,
             config_path=config_path,
             fly_org=env.get("FLY_ORG") or "personal",
             fly_flaps_base_url=(env.get("FLY_FLAPS_BASE_URL") or DEFAULT_FLAPS_BASE_URL).rstrip(

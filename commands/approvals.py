@@ -10,13 +10,14 @@ changed plan voids it before it runs. Every transition is a compare-and-set.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from bot import metrics
 from bot.clock import utcnow
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote
@@ -37,6 +38,14 @@ from commands.roles import Role
 
 # What a click on a card's buttons runs (commands/registry.py, `Registry.buttons`).
 BUTTONS = {APPROVE_ACTION: "approve", REJECT_ACTION: "reject"}
+
+
+def _waited(request: ApprovalRequest, outcome: str) -> None:
+    """The request's wait, observed by the one process whose compare-and-set decided it."""
+    created = request.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    metrics.APPROVAL_WAIT.labels(outcome).observe(max((utcnow() - created).total_seconds(), 0))
 
 
 async def expire_due(engine: Engine, outbox: Outbox) -> list[int]:
@@ -61,6 +70,7 @@ async def expire_due(engine: Engine, outbox: Outbox) -> list[int]:
             reason="nobody approved it in time",
         ):
             expired.append(request.id or 0)
+            _waited(request, "expired")
             request.state = "expired"
             _record(engine, request, "approval expired", "flybot", "expired")
             await _tell(
@@ -334,7 +344,8 @@ async def _reach_quorum(
     """Move the request to approved and run it; False when another click moved it first
     (that click runs the action)."""
     if not _transition(ctx.engine, request.id or 0, ("pending",), "approved", decided_at=utcnow()):
-        return False
+        return False  # another click reached the quorum first; it runs the action
+    _waited(request, "approved")
     announce = f"✅ {name} approved ({len(votes)}/{request.approvals_needed}): running it."
     await _run_and_record(ctx.services, ctx.interaction, request, votes, announce)
     return True
@@ -404,6 +415,7 @@ async def reject(ctx: CommandContext) -> None:
     ):
         raise CommandError(f"Request #{request.id} was decided meanwhile.")
     ctx.services.held_secrets.pop(request.id or 0, None)
+    _waited(request, "rejected")
     ctx.audit_note = f"rejected #{request.id}: {reason}"
     _record(
         ctx.engine,

@@ -222,7 +222,11 @@ async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deplo
         reporter = ThreadReporter(ctx.outbox, thread, title, lines, doing)
 
         async def job() -> None:
-            finished = await deployer.run(release.id or 0, plan, reporter)
+            try:
+                finished = await deployer.run(release.id or 0, plan, reporter)
+            except asyncio.CancelledError:  # shutdown ran out of time: the row says how
+                await reporter.finished(await asyncio.to_thread(deployer.get, release.id or 0))
+                raise
             await reporter.finished(finished)
 
         ctx.services.jobs.spawn(job(), name=f"deploy {plan.app} v{release.version}")

@@ -30,10 +30,12 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col
 
+from bot import logs, metrics
 from bot.clock import utcnow
 from bot.deploy.engine import EngineTiming
 from bot.fly import FlyAPIError
 from bot.instance import INSTANCE_ID
+from bot.logs import REDACTOR
 from bot.store import audit, dedupe
 from bot.store.approvals import move_request
 from bot.store.engine import is_database_busy, session_scope
@@ -151,6 +153,16 @@ class Dispatcher:
         interaction: Interaction,
         secret_values: Mapping[str, str] | None = None,
     ) -> Outcome:
+        REDACTOR.hold((secret_values or {}).values())
+        with logs.invocation(invocation.platform, invocation.identity_key):
+            return await self._handle_logged(invocation, interaction, secret_values)
+
+    async def _handle_logged(
+        self,
+        invocation: Invocation,
+        interaction: Interaction,
+        secret_values: Mapping[str, str] | None,
+    ) -> Outcome:
         try:
             return await self._handle(invocation, interaction, SecretValues(secret_values))
         except Exception:
@@ -172,6 +184,7 @@ class Dispatcher:
             dedupe.claim, services.engine, invocation.dedupe_key
         ):
             log.info("dropped a repeated delivery %s", invocation.dedupe_key)
+            metrics.COMMANDS.labels("-", "duplicate").inc()
             return Outcome("duplicate")
         try:
             parsed = parse_invocation(services, invocation)
@@ -182,6 +195,7 @@ class Dispatcher:
             return Outcome("usage", str(exc))
         except UsageError as exc:
             await interaction.reply_private(Reply(text=str(exc), tone="error"))
+            metrics.COMMANDS.labels("-", "usage").inc()  # an unknown word is no verb label
             return Outcome("usage", str(exc))
         identity = await asyncio.to_thread(
             ensure_identity,
@@ -278,6 +292,7 @@ async def execute(ctx: CommandContext) -> Outcome:
         entry.stage = None if scope[1] == ANY else scope[1]
         if command.audited or outcome == "denied":
             await asyncio.to_thread(audit.record, engine, entry)
+        metrics.COMMANDS.labels(command.name, status).inc()
         if reply is not None:
             await ctx.interaction.reply_private(reply)
         return Outcome(status, reply.text if reply else "")
@@ -301,6 +316,7 @@ async def execute(ctx: CommandContext) -> Outcome:
     except CommandError as exc:
         return await finish("refused", str(exc), Reply(_said(exc), tone="error"), "error")
     except FlyAPIError as exc:
+        log.warning("command %s: Fly refused or failed: %s", command.name, exc)
         message = f"Fly refused or failed: {exc}"
         return await finish("error", str(exc), Reply(message, tone="error"), "error")
     except Exception as exc:

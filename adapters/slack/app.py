@@ -219,10 +219,15 @@ class SlackAdapter:
             self.socket.client.wss_uri = str(opened["url"])
             await self.socket.connect_async()
 
-    async def close(self) -> None:
+    async def stop_intake(self) -> None:
+        """No new deliveries (Socket Mode's websocket closed); posts still work, so running
+        work can finish and tell its threads."""
         if self.socket is not None:
             await self.socket.close_async()
             self.socket = None
+
+    async def close(self) -> None:
+        await self.stop_intake()
         self.runtime.services.router.unregister(PLATFORM)
 
     async def handle_http(self, request: web.Request) -> web.Response:

@@ -23,9 +23,11 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import render
+from bot import metrics
 from commands.port import ChannelRef, Invocation, MessageRef, Reply
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,20 @@ def retry_handlers() -> list[AsyncRetryHandler]:
     ]
 
 
+class _CountedWebClient(AsyncWebClient):
+    """Each Web API call (its retries included) counted, and counted again when it fails."""
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
+        metrics.CHAT_CALLS.labels(PLATFORM).inc()
+        try:
+            return await super().api_call(api_method, **kwargs)
+        except Exception:
+            metrics.CHAT_ERRORS.labels(PLATFORM).inc()
+            raise
+
+
 def web_client(token: str | None, api_url: str) -> AsyncWebClient:
-    return AsyncWebClient(
+    return _CountedWebClient(
         token=token, base_url=api_url, timeout=TIMEOUT, retry_handlers=retry_handlers()
     )
 
@@ -132,10 +146,16 @@ class SlackInteraction:
                 self.response_url, timeout=TIMEOUT, retry_handlers=retry_handlers()
             )
             for payload in payloads:
-                answer = await hook.send(
-                    response_type="ephemeral", replace_original=False, **_hook_body(payload)
-                )
+                metrics.CHAT_CALLS.labels(PLATFORM).inc()
+                try:
+                    answer = await hook.send(
+                        response_type="ephemeral", replace_original=False, **_hook_body(payload)
+                    )
+                except Exception:
+                    metrics.CHAT_ERRORS.labels(PLATFORM).inc()
+                    raise
                 if answer.status_code >= 300:
+                    metrics.CHAT_ERRORS.labels(PLATFORM).inc()
                     raise RuntimeError(f"response_url answered {answer.status_code}")
             return
         if not self.invocation.channel_id:

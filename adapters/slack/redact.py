@@ -22,6 +22,8 @@ import re
 from collections import deque
 from collections.abc import Iterable
 
+from bot.logs import REDACTOR
+
 MASK = "•••"
 _MARKERS = ("view_submission", "plain_text_input")
 MIN_HELD = 3  # shorter values would mask half of every line; the payload rule still hides them
@@ -49,6 +51,8 @@ class SecretScrubber(logging.Filter):
         self._verbs = re.compile(rf"(?i)(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
 
     def hold(self, values: Iterable[str]) -> None:
+        values = list(values)
+        REDACTOR.hold(values)  # and out of every formatted line, whatever the handler
         for value in values:
             if len(value) < MIN_HELD:
                 continue

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 
+from bot import metrics
 from bot.clock import utcnow
 from bot.deploy.flytoml import parse_go_duration
 from bot.deploy.images import without_digest
@@ -206,6 +207,11 @@ class DeployBusy(Exception):
         )
 
 
+class DeployInterrupted(Exception):
+    """The process is stopping: the roll-out ends at a safe point, between two machine
+    changes, with no rollback (the next deploy, or a person, picks up from there)."""
+
+
 class DeployFailed(Exception):
     """The roll-out stopped. The text says which machine and why (with check output)."""
 
@@ -344,6 +350,7 @@ class _Run:
     # Set when this process's heartbeat finds the row no longer ours (another process
     # judged the deploy dead): from then on nothing more is changed, and nothing written.
     claim_lost: bool = False
+    settling: bool = False  # rolling back: a shutdown does not stop these steps
 
 
 @dataclass(frozen=True)
@@ -453,6 +460,7 @@ class Deployer:
         self.timing = timing or EngineTiming()
         self.instance = instance or INSTANCE_ID  # this process's own id, never shared
         self.host = host or HOST
+        self.stopping: str | None = None  # set by `interrupt`: roll-outs end at a safe point
 
     # --- the job row -------------------------------------------------------------------
 
@@ -618,7 +626,11 @@ class Deployer:
             outcome = "succeeded"
         except asyncio.CancelledError:
             outcome, error = "interrupted", "the deploy was cancelled"
+            await self._say_interrupted(run, "it was stopped in the middle of a step")
             raise
+        except DeployInterrupted as exc:
+            outcome, error = "interrupted", str(exc)
+            await self._say_interrupted(run, "it stopped between two steps")
         except Exception as exc:
             error = self._describe(exc)
             await safe.step(f"✗ {error}", "error")
@@ -651,6 +663,14 @@ class Deployer:
                 "deploy %s: showing %s's logs failed", run.plan.app, machine_id, exc_info=True
             )
 
+    async def _say_interrupted(self, run: _Run, how: str) -> None:
+        reason = self.stopping or "the deploy was cancelled"
+        await run.reporter.step(
+            f"⏸ {reason}: {how}. {run.done}/{run.total} machines are on the new image; the "
+            "leases are released. Check `/fly status` and deploy again.",
+            "warning",
+        )
+
     @staticmethod
     def _describe(exc: Exception) -> str:
         if isinstance(exc, DeployFailed | FlyAPIError):
@@ -660,6 +680,7 @@ class Deployer:
 
     async def _after_failure(self, run: _Run) -> str:
         """Roll back (or leave, as the stage's policy says) what the roll-out changed."""
+        run.settling = True  # a shutdown now lets the rollback finish its steps
         if run.claim_lost:
             return "interrupted"  # the process that took the deploy over decides
         try:
@@ -715,6 +736,8 @@ class Deployer:
             )
             await run.reporter.flush(final=True)
             return
+        metrics.DEPLOYS.labels(run.plan.strategy, outcome).inc()
+        metrics.DEPLOY_SECONDS.labels(run.plan.strategy).observe(elapsed)
         try:
             await self._finish_fly_release(run, outcome)
         except Exception:
@@ -757,7 +780,13 @@ class Deployer:
                 )
                 return
 
+    def interrupt(self, reason: str) -> None:
+        """Every roll-out in this process stops at its next safe point (shutdown)."""
+        self.stopping = reason
+
     def _check_claim(self, run: _Run) -> None:
+        if self.stopping and not run.settling:
+            raise DeployInterrupted(self.stopping)
         if run.claim_lost:
             raise DeployFailed(
                 "another flybot process judged this deploy dead (its heartbeat was late) and "

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from bot import metrics
 from bot.fly.config import FlyConfig, authorization_header, normalize_token
 from bot.fly.errors import (
     ConflictError,
@@ -236,6 +237,9 @@ class FlyClient:
         each of `mask`, the secret values sent, replaced by ••• should Fly's text quote it)."""
         path = httpx.URL(url).path
         timeout = self.config.timeouts.httpx(read=read_timeout, cap=cap)
+        operation = metrics.fly_operation(method, path)
+        started = time.monotonic()
+        status = "no answer"
         try:
             resp = await self._http.request(
                 method,
@@ -246,7 +250,9 @@ class FlyClient:
                 timeout=timeout,
                 auth=auth or self._auth,
             )
+            status = str(resp.status_code)
         except httpx.TimeoutException as exc:
+            status = "timeout"
             raise FlyTimeoutError(
                 f"no answer in time ({type(exc).__name__})",
                 method=method,
@@ -254,6 +260,7 @@ class FlyClient:
                 request_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
         except httpx.DecodingError as exc:
+            status = "bad answer"
             # The request reached Fly and was answered, so it may have acted.
             raise TransportError(
                 f"the answer could not be decoded: {self._redact(str(exc))}",
@@ -267,6 +274,9 @@ class FlyClient:
                 path=path,
                 request_sent=not isinstance(exc, httpx.ConnectError),
             ) from exc
+        finally:
+            metrics.FLY_CALLS.labels(operation, status).inc()
+            metrics.FLY_LATENCY.labels(operation).observe(time.monotonic() - started)
         if resp.is_success or resp.status_code in set(accept):
             return resp
         raise self._error_from(method, path, resp, mask)

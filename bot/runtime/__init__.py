@@ -30,6 +30,8 @@ __all__ = ["Runtime", "build_services", "fly_client", "recover_interrupted", "st
 
 log = logging.getLogger(__name__)
 
+CANCEL_GRACE = 4.0  # seconds a cancelled job has to release its leases and tell its thread
+
 
 class Runtime:
     """One per process."""
@@ -58,12 +60,26 @@ class Runtime:
         await recover_interrupted(self.services)
         self.scheduler = start_scheduler(self.services, every=self.sweep_every)
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = None, reason: str = "") -> None:
+        """Scheduler off, then the jobs: all awaited when `grace` is None; else running
+        deploys are asked to stop at their next safe point (`reason` goes to their threads)
+        and whatever is still running after `grace` seconds is cancelled, which marks a
+        deploy interrupted, releases its leases and tells its thread."""
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
             await asyncio.sleep(0)  # the asyncio scheduler stops on the loop's next turn
-        await self.services.jobs.wait_all()
+        jobs = self.services.jobs
+        if grace is None:
+            await jobs.wait_all()
+        else:
+            if self.services.deployer is not None:
+                self.services.deployer.interrupt(reason or "flybot is shutting down")
+            if not await jobs.wait_all(grace):
+                log.warning("shutdown: %d jobs still running after %.0f s: cancelled",
+                            jobs.cancel_all(), grace)
+                if not await jobs.wait_all(CANCEL_GRACE):
+                    log.error("shutdown: jobs did not end %.0f s after cancel", CANCEL_GRACE)
         if self.services.fly is not None:
             await self.services.fly.aclose()
         self.services.engine.dispose()

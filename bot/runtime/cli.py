@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot import logs
 from bot.projects import ConfigError
 from bot.settings import Settings, SettingsError
 
@@ -44,13 +45,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # A service says what it does (info); the terminal commands only what went wrong.
+    quiet = logging.INFO if args.command == "run" else logging.WARNING
+    logs.configure(logging.DEBUG if args.verbose else quiet)
     try:
         settings = Settings.from_env()
+        logs.REDACTOR.hold(settings.secret_values())
         if args.command == "db":
             from bot.store import make_engine, upgrade
             from bot.store.migrate import current_revision

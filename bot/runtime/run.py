@@ -22,20 +22,29 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
-from sqlalchemy import text
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func, select, text
+from sqlmodel import col
 
+from bot import metrics
 from bot.runtime import Runtime
 from bot.settings import Settings, SettingsError
+from bot.store.models import ApprovalRequest
 
 log = logging.getLogger(__name__)
+
+READY = Gauge("flybot_ready", "1 once the database answers and every adapter is connected.")
+JOBS_RUNNING = Gauge("flybot_jobs_running", "Background jobs (deploys…) running here.")
+ADAPTER_CONNECTED = Gauge("flybot_adapter_connected", "1 while connected.", ["platform"])
+HTTP_REQUESTS = Counter("flybot_http_requests", "Requests served, by path.", ["path"])
 
 DB_CHECK_TIMEOUT = 2.0  # seconds
 T = TypeVar("T")
@@ -120,6 +129,8 @@ class Adapter(Protocol):
 
     async def connect(self) -> None: ...
 
+    async def stop_intake(self) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -128,7 +139,7 @@ class Server:
     runtime: Runtime
     adapters: dict[str, Adapter] = field(default_factory=dict)
     ready: bool = False
-    requests: dict[str, int] = field(default_factory=dict)
+    draining: bool = False  # shutting down: deliveries are refused so Slack retries them
 
     def _database_answers(self) -> bool:
         with self.runtime.services.engine.connect() as connection:
@@ -150,27 +161,32 @@ class Server:
         checks["status"] = "ok" if healthy else ("starting" if not self.ready else "degraded")
         return web.json_response(checks, status=200 if healthy else 503)
 
+    def _pending_approvals(self) -> int:
+        pending = col(ApprovalRequest.state) == "pending"
+        query = select(func.count()).select_from(ApprovalRequest).where(pending)
+        with self.runtime.services.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     async def metrics(self, request: web.Request) -> web.Response:
-        lines = [
-            "# TYPE flybot_ready gauge",
-            f"flybot_ready {int(self.ready)}",
-            "# TYPE flybot_jobs_running gauge",
-            f"flybot_jobs_running {self.runtime.services.jobs.running}",
-            "# TYPE flybot_adapter_connected gauge",
-            *(
-                f'flybot_adapter_connected{{platform="{name}"}} {int(a.connected)}'
-                for name, a in self.adapters.items()
-            ),
-            "# TYPE flybot_http_requests_total counter",
-            *(
-                f'flybot_http_requests_total{{path="{path}"}} {count}'
-                for path, count in sorted(self.requests.items())
-            ),
-        ]
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        """Prometheus' text format (bot/metrics.py). The gauges that describe the database
+        (pending approvals, shared by every instance) are read at scrape time."""
+        READY.set(int(self.ready))
+        JOBS_RUNNING.set(self.runtime.services.jobs.running)
+        for name, adapter in self.adapters.items():
+            ADAPTER_CONNECTED.labels(name).set(int(adapter.connected))
+        try:
+            pending = await asyncio.wait_for(
+                asyncio.to_thread(self._pending_approvals), DB_CHECK_TIMEOUT
+            )
+            metrics.PENDING_APPROVALS.set(pending)
+        except Exception as exc:
+            log.warning("metrics: the database does not answer: %s", exc)
+        return web.Response(
+            body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE}
+        )
 
     def count(self, path: str) -> None:
-        self.requests[path] = self.requests.get(path, 0) + 1
+        HTTP_REQUESTS.labels(path).inc()
 
 
 def web_app(
@@ -183,6 +199,11 @@ def web_app(
 
         async def events(request: web.Request) -> web.StreamResponse:
             server.count("/slack/events")
+            if server.draining:
+                # Not acked, so not claimed: Slack retries it, on another machine or later.
+                return web.Response(
+                    status=503, text="flybot is shutting down", headers={"Retry-After": "5"}
+                )
             response = await slack_events(request)  # type: ignore[misc]
             assert isinstance(response, web.StreamResponse)
             return response
@@ -216,9 +237,27 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
     bound = runner.addresses[0][1] if runner.addresses else settings.http_port
     work.start()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: exiting at once", name)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(128 + signum)
+        log.info(
+            "%s: taking no new commands; running work has %.0f s to stop at a safe point",
+            name,
+            settings.shutdown_timeout,
+        )
+        stop.set()
+        shutdown_reason[0] = f"flybot is shutting down ({name})"
+
+    shutdown_reason = ["flybot is shutting down"]
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal, signum)
+    served = False
     try:
         for adapter in server.adapters.values():
             await adapter.connect()
@@ -227,26 +266,36 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
         # as the process: out of the collector's way, a full collection stays short.
         gc.collect()
         gc.freeze()
-        server.ready = True
+        server.ready = served = True
         modes = []
         if slack is not None:
             modes.append(
                 "Slack over Socket Mode" if slack.socket_mode else "Slack at /slack/events"
             )
-        print(
-            f"flybot: serving {', '.join(modes)} on http://{settings.http_host}:{bound} "
-            "(/healthz, /metrics)",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "flybot: serving %s on http://%s:%s (/healthz, /metrics)",
+            ", ".join(modes),
+            settings.http_host,
+            bound,
         )
         await stop.wait()
     finally:
+        # Fly's proxy sees 503 and sends no more; deliveries are refused; running work gets
+        # the budget, then the chat connections close (the threads have been told by then).
         server.ready = False
+        server.draining = True
+        for adapter in server.adapters.values():
+            try:
+                await adapter.stop_intake()
+            except Exception:
+                log.exception("stopping an adapter's deliveries failed")
+        await work.call(runtime.stop(settings.shutdown_timeout, shutdown_reason[0]))
         for adapter in server.adapters.values():
             try:
                 await adapter.close()
             except Exception:
                 log.exception("closing an adapter failed")
-        await work.call(runtime.stop())
         work.stop()
         await runner.cleanup()
+        if served:
+            log.info("flybot: stopped")

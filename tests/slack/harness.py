@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -151,6 +152,10 @@ class FlybotProcess:
     def log(self) -> str:
         assert self.stderr_path is not None
         return self.stderr_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, Any]]:
+        """The log, one JSON object per line (stderr is no terminal here)."""
+        return [json.loads(line) for line in self.log.splitlines() if line.strip()]
 
     async def health(self) -> int:
         try:
