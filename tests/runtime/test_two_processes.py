@@ -16,7 +16,7 @@ from bot.store.engine import session_scope
 from bot.store.models import PeriodicRun, Release
 from tests.fakes.slack_api import slash_command
 from tests.flyharness import NEW
-from tests.slack.harness import BOB, CHANNEL, slack_world
+from tests.slack.harness import BOB, CHANNEL, FlybotProcess, slack_world
 from tests.slack.test_story import check_every_call
 from tests.store.test_prune import left, seed
 
@@ -64,11 +64,13 @@ async def test_two_processes_on_postgresql_run_a_due_job_once_and_a_retried_comm
 
         await slack.wait_for(lambda: any("succeeded" in text for text in parents()), 60)
 
-        def asked(log: str) -> int:
-            return log.count('Running job "prune_old_rows')
+        def asked(process: FlybotProcess) -> int:
+            return sum(
+                r["message"].startswith('Running job "prune_old_rows') for r in process.records()
+            )
 
         # Both processes ask several times, so a second run would have had its chances.
-        await slack.wait_for(lambda: min(asked(first.log), asked(second.log)) >= 4, 30)
+        await slack.wait_for(lambda: min(asked(first), asked(second)) >= 4, 30)
         assert await first.stop() == 0 and await second.stop() == 0
 
         # One scheduled run: one claim, one "pruned" line across both logs, the rows gone.

@@ -154,8 +154,10 @@ class FlybotProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def records(self) -> list[dict[str, Any]]:
-        """The log, one JSON object per line (stderr is no terminal here)."""
-        return [json.loads(line) for line in self.log.splitlines() if line.strip()]
+        """The log, one JSON object per line (stderr is no terminal here); a line still being
+        written (no newline yet) is left for the next read."""
+        complete = self.log.rsplit("\n", 1)[0] if not self.log.endswith("\n") else self.log
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     async def health(self) -> int:
         try:
