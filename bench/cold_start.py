@@ -36,8 +36,8 @@ from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
 
 # What Slack HTTP mode needs and nothing else: bolt's async app and its aiohttp adapter, the
 # Slack Web API client, the HTTP server, the database (SQLModel over SQLAlchemy, SQLite's
-# driver), the scheduler, the Fly client (httpx with tenacity's retries), and tomlkit, which
-# reads flybot.toml at start.
+# driver), the scheduler, the Fly client (httpx with tenacity's retries), tomlkit, which
+# reads flybot.toml at start, and what /metrics and the JSON log lines are made with.
 FLOOR = (
     "slack_bolt.async_app",
     "slack_bolt.adapter.aiohttp",
@@ -54,6 +54,8 @@ FLOOR = (
     "h11",
     "tenacity",
     "tomlkit",
+    "prometheus_client",
+    "pythonjsonlogger.json",
 )
 FLOOR_CODE = "import " + ", ".join(FLOOR)
 OURS = ("bot", "commands", "adapters", "tests", "ack")
