@@ -11,6 +11,7 @@ DEFAULT_DATABASE_URL = "sqlite:///flybot.db"
 DEFAULT_FLAPS_BASE_URL = "https://api.machines.dev"
 DEFAULT_API_BASE_URL = "https://api.fly.io"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DISCORD_API_URL = "https://discord.com/api/v10"
 DEFAULT_HTTP_HOST = "0.0.0.0"  # as a Fly [http_service] expects
 DEFAULT_HTTP_PORT = 8080
 # Below fly.toml's kill_timeout (30 s), with time left to release leases and say so.
@@ -30,6 +31,10 @@ class Settings:
     fly_api_base_url: str = DEFAULT_API_BASE_URL
     admins: tuple[str, ...] = ()
     slack_api_url: str = DEFAULT_SLACK_API_URL  # Web API base (ends in /), for a gateway or a test
+    discord_api_url: str = DEFAULT_DISCORD_API_URL  # REST base, for a test's fake
+    discord_gateway_url: str | None = None  # None: Discord's own gateway
+    discord_guild_id: str | None = None  # where /fly is put (instant); None: globally
+    discord_ready_timeout: float = 2.0  # seconds discord.py waits for more guilds at start
     http_host: str = DEFAULT_HTTP_HOST  # `flybot run`'s server
     http_port: int = DEFAULT_HTTP_PORT
     # Seconds between a claimed periodic job (prune, certificate jobs) asking whether its run
@@ -81,6 +86,31 @@ class Settings:
                 f"FLYBOT_SLACK_API_URL '{slack_api_url}' is not an http(s) URL "
                 "(e.g. https://slack.com/api/)."
             )
+        discord_api_url = (env.get("FLYBOT_DISCORD_API_URL") or DEFAULT_DISCORD_API_URL).rstrip("/")
+        if not discord_api_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"FLYBOT_DISCORD_API_URL '{discord_api_url}' is not an http(s) URL "
+                "(e.g. https://discord.com/api/v10)."
+            )
+        gateway = env.get("FLYBOT_DISCORD_GATEWAY_URL") or None
+        if gateway is not None and not gateway.startswith(("ws://", "wss://")):
+            raise SettingsError(
+                f"FLYBOT_DISCORD_GATEWAY_URL '{gateway}' is not a ws(s) URL "
+                "(e.g. wss://gateway.discord.gg/)."
+            )
+        guild = env.get("DISCORD_GUILD_ID") or None
+        if guild is not None and not guild.isdigit():
+            raise SettingsError(
+                f"DISCORD_GUILD_ID '{guild}' is not a server id (digits: right-click the "
+                "server → Copy Server ID, with Developer Mode on)."
+            )
+        ready_text = env.get("FLYBOT_DISCORD_READY_TIMEOUT") or "2"
+        try:
+            ready_timeout = float(ready_text)
+        except ValueError:
+            raise SettingsError(
+                f"FLYBOT_DISCORD_READY_TIMEOUT '{ready_text}' is not a number of seconds."
+            ) from None
         port_text = env.get("FLYBOT_HTTP_PORT") or str(DEFAULT_HTTP_PORT)
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             raise SettingsError(f"FLYBOT_HTTP_PORT '{port_text}' is not a port (0-65535).")
@@ -116,6 +146,10 @@ class Settings:
             fly_api_base_url=(env.get("FLY_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/"),
             admins=admins,
             slack_api_url=slack_api_url.rstrip("/") + "/",
+            discord_api_url=discord_api_url,
+            discord_gateway_url=gateway,
+            discord_guild_id=guild,
+            discord_ready_timeout=ready_timeout,
             http_host=env.get("FLYBOT_HTTP_HOST") or DEFAULT_HTTP_HOST,
             http_port=int(port_text),
             scheduler_ask_every=scheduler_ask_every,

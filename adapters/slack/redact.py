@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from bot.logs import REDACTOR
 
 MASK = "•••"
-_MARKERS = ("view_submission", "plain_text_input")
+_MARKERS = ("view_submission", "plain_text_input", "flybot.secrets:")  # Slack, Discord
 MIN_HELD = 3  # shorter values would mask half of every line; the payload rule still hides them
 
 

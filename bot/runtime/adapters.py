@@ -20,8 +20,8 @@ class AdapterMode:
 MODES = (
     AdapterMode("Slack, HTTP mode", ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")),
     AdapterMode("Slack, Socket Mode", ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")),
+    AdapterMode("Discord", ("DISCORD_TOKEN",)),
 )
-UNSERVED = {"DISCORD_TOKEN": "Discord"}  # read from the environment, not served by `run` yet
 
 
 def _present(settings: Settings) -> set[str]:
@@ -48,9 +48,6 @@ def nothing_to_run(settings: Settings) -> str:
     for mode in MODES:
         missing = [v for v in mode.variables if v not in present]
         lines.append(f"  {mode.name}: missing {', '.join(missing)}")
-    for variable, name in UNSERVED.items():
-        if variable in present:
-            lines.append(f"  {name}: {variable} is set, but `flybot run` does not serve {name} yet")
     if not settings.fly_api_token:
         lines.append("  Fly: missing FLY_API_TOKEN (needed by every command that calls Fly)")
     lines.append("Set the variables of one mode (see the README's Configuration section).")

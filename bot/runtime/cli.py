@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "run",
-        help="serve the chat adapters whose tokens are set (Slack), the scheduler, and "
+        help="serve the chat adapters whose tokens are set (Slack, Discord), the scheduler, and "
         "/healthz and /metrics on FLYBOT_HTTP_HOST:FLYBOT_HTTP_PORT",
     )
     shell = sub.add_parser("shell", help="a terminal chat: each line is a /fly command")
@@ -88,6 +88,7 @@ def _run(settings: Settings) -> int:
     if not anything_configured(settings):
         print(f"flybot: {nothing_to_run(settings)}", file=sys.stderr)
         return 2
+    from adapters.discord.app import DiscordSetupError
     from adapters.slack.app import SlackSetupError
     from adapters.slack.redact import install_on_handlers
     from bot.runtime import Runtime
@@ -96,7 +97,7 @@ def _run(settings: Settings) -> int:
     install_on_handlers()  # secret values never reach a log line, whatever the level
     try:
         asyncio.run(serve(Runtime.from_settings(settings), settings))
-    except SlackSetupError as exc:
+    except (SlackSetupError, DiscordSetupError) as exc:
         print(f"flybot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the port is taken, or the host is not ours

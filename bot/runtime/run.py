@@ -215,6 +215,7 @@ def web_app(
 async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT). Raises SettingsError (or the adapter's
     setup error) with one clear line when nothing can run or a platform refuses the tokens."""
+    from adapters.discord.app import DiscordAdapter
     from adapters.slack.app import SlackAdapter
 
     stop = stop or asyncio.Event()
@@ -224,10 +225,13 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
     if settings.slack_bot_token or settings.slack_app_token or settings.slack_signing_secret:
         slack = SlackAdapter(runtime, settings, worker=work)
         server.adapters["slack"] = slack
+    if settings.discord_token:
+        server.adapters["discord"] = DiscordAdapter(runtime, settings, worker=work)
     if not server.adapters:
         raise SettingsError(
             "nothing to run: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (HTTP mode) or "
-            "SLACK_APP_TOKEN (Socket Mode); see the README's Slack section."
+            "SLACK_APP_TOKEN (Socket Mode), or DISCORD_TOKEN; see the README's Slack and "
+            "Discord sections."
         )
     http_events = slack.handle_http if slack is not None and not slack.socket_mode else None
     runner = web.AppRunner(web_app(server, http_events), access_log=None, shutdown_timeout=5)
@@ -272,6 +276,8 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
             modes.append(
                 "Slack over Socket Mode" if slack.socket_mode else "Slack at /slack/events"
             )
+        if "discord" in server.adapters:
+            modes.append("Discord over its gateway")
         log.info(
             "flybot: serving %s on http://%s:%s (/healthz, /metrics)",
             ", ".join(modes),
