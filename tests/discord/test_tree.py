@@ -98,7 +98,7 @@ def every_command_options(command: Command) -> dict[str, Any]:
 def test_every_verb_comes_back_as_its_line() -> None:
     registry = build_registry()
     for path, declared in registry.commands.items():
-        shown = path if len(path) == 2 else path
+        shown = path
         if len(path) == 1 and any(len(p) == 2 and p[0] == path[0] for p in registry.commands):
             shown = (path[0], path[0])  # the bare verb inside its group
         found = chosen(registry, slash_data(shown, every_command_options(declared)))
