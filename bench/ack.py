@@ -96,9 +96,7 @@ async def wait_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     raise SystemExit(f"{url} never came up:\n{log.read_text()}")
 
 
-async def round_of(
-    sender: SlackSender, fake: FakeSlack, count: int, line: str
-) -> list[float]:
+async def round_of(sender: SlackSender, fake: FakeSlack, count: int, line: str) -> list[float]:
     forms = [slash_command(fake, line, "UALICE", "alice") for _ in range(count)]
     bodies = [urllib.parse.urlencode(form) for form in forms]
 

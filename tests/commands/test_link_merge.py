@@ -140,7 +140,8 @@ async def test_linking_someone_who_has_done_everything_repoints_every_reference(
             )
             assert roles == [("admin", "shop", "*"), ("approver", "shop", "*")]
             erin = session.exec(
-                select(Grant).join(Identity, Identity.principal_id == Grant.principal_id)  # type: ignore[arg-type]
+                select(Grant)
+                .join(Identity, Identity.principal_id == Grant.principal_id)  # type: ignore[arg-type]
                 .where(Identity.user_id == "erin")
             ).one()
             assert erin.granted_by == slack
@@ -149,9 +150,10 @@ async def test_linking_someone_who_has_done_everything_repoints_every_reference(
             first = session.get(ApprovalRequest, 1)
             assert first is not None and first.requested_by == slack
             votes = {
-                r: [v.principal_id for v in session.exec(
-                    select(ApprovalVote).where(ApprovalVote.request_id == r)
-                )]
+                r: [
+                    v.principal_id
+                    for v in session.exec(select(ApprovalVote).where(ApprovalVote.request_id == r))
+                ]
                 for r in (1, 2)
             }
             # One person counts once on #2, and no longer approves their own #1.

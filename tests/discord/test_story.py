@@ -123,3 +123,25 @@ async def test_the_requester_and_a_viewer_are_refused_privately(tmp_path: Path) 
         assert card_of(d).buttons  # still pending, still live
         check_every_call(d)
         assert await bot.stop() == 0
+
+
+async def test_approve_typed_in_the_cards_thread(tmp_path: Path) -> None:
+    """`/fly approve` typed inside the card's thread (no message content needed: it is a slash
+    command): its answer stays in that thread; the card is edited in its channel."""
+    async with discord_world(tmp_path) as w:
+        w.grant(BOB, "deployer")
+        w.grant(CAROL, "approver")
+        bot = await w.start()
+        d = w.discord
+        await d.slash(BOB, "deploy", project="shop", stage="prod", image=NEW)
+        await d.wait_for(lambda: any(m.buttons for m in d.in_channel(CHANNEL)) and d.threads)
+        card = card_of(d)
+        typed = await d.slash(CAROL, "approve", id=1, channel=card.id)
+        await d.wait_for(lambda: "succeeded" in d.messages[card.id].all_text(), timeout=60)
+        assert typed.answers == [{"type": 5}]
+        assert d.messages[card.id].channel_id == CHANNEL and not d.messages[card.id].buttons
+        thread = d.in_channel(card.id)
+        assert "carol approved (1/1): running it" in "\n".join(m.plain() for m in thread)
+        assert not [m for m in d.in_channel(CHANNEL) if m.id != card.id]  # all in the thread
+        check_every_call(d)
+        assert await bot.stop() == 0

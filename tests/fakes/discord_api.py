@@ -138,6 +138,7 @@ class Interaction:
     data: dict[str, Any]
     answers: list[dict[str, Any]] = field(default_factory=list)  # callbacks, in order
     original: str | None = None  # the id of its response message
+    acked_at: float = 0.0  # time.monotonic() of its first acknowledgement
 
 
 def _user(user_id: str, name: str, bot: bool = False) -> dict[str, Any]:
@@ -319,6 +320,7 @@ class FakeDiscord:
         if kind in (4, 7) and (error := self._message_error(data)):
             return 400, {"message": error, "code": 50035}
         interaction.answers.append(body)
+        interaction.acked_at = interaction.acked_at or time.monotonic()
         resource: dict[str, Any] = {"type": kind}
         answer: dict[str, Any] = {
             "id": interaction.id,
@@ -561,11 +563,16 @@ class FakeDiscord:
     def _interaction(self, kind: int, user: str, channel: str, data: dict[str, Any]) -> Interaction:
         return Interaction(snowflake(), f"tok-{snowflake()}", kind, user, channel, data)
 
+    def slash_of(
+        self, user: str, *path: str, channel: str = CHANNEL, **options: Any
+    ) -> Interaction:
+        return self._interaction(2, user, channel, slash_data(path, options))
+
     async def slash(
         self, user: str, *path: str, channel: str = CHANNEL, **options: Any
     ) -> Interaction:
         """`/fly <path…> option:value…` typed by `user` (options named as in the tree)."""
-        interaction = self._interaction(2, user, channel, slash_data(path, options))
+        interaction = self.slash_of(user, *path, channel=channel, **options)
         await self.dispatch_interaction(interaction)
         return interaction
 

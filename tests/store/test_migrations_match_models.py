@@ -38,9 +38,7 @@ def test_the_sqlmodel_floor_has_every_type_the_migrations_name() -> None:
     assert named, "the migrations name sqlmodel's types"
     assert all(hasattr(sqlmodel.sql.sqltypes, name) for name in named)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    [requirement] = [
-        r for r in pyproject["project"]["dependencies"] if r.startswith("sqlmodel")
-    ]
+    [requirement] = [r for r in pyproject["project"]["dependencies"] if r.startswith("sqlmodel")]
     floor = re.search(r">=\s*([\d.]+)", requirement)
     assert floor is not None, requirement
     version = tuple(int(part) for part in floor.group(1).split("."))
