@@ -78,3 +78,29 @@ async def test_a_reply_past_every_limit_is_cut_to_fit(
     assert "@everyone" not in head.all_text()  # never a ping: escaped
     posts = fake.calls_to("POST", "/channels/{id}/messages")
     assert all(c.body["allowed_mentions"] == {"parse": []} for c in posts)
+
+
+async def test_rate_limits_and_outages_are_waited_out(
+    world: tuple[FakeDiscord, DiscordOutbox],
+) -> None:
+    """A 429 from Discord's edge (with `Via`, as discord.py expects before it retries) and a
+    502 on the way: the post, the edit and the thread reply all get through, once each."""
+    fake, outbox = world
+    fake.fail_next("POST", "/channels/{id}/messages", 429, retry_after=0.3)
+    posted = await outbox.post(ChannelRef("discord", GUILD, CHANNEL), Reply("queued"))
+    fake.fail_next("PATCH", "/channels/{id}/messages/{id}", 502)
+    await outbox.update(posted, Reply("deploying 1/3"))
+    fake.fail_next("POST", "/channels/{id}/messages/{id}/threads", 429, retry_after=0.1)
+    await outbox.post_in_thread(posted, Reply("web: batch 1/2"))
+    statuses = [(c.method, c.route, c.status) for c in fake.calls if "/@me" not in c.route]
+    assert statuses == [
+        ("POST", "/channels/{id}/messages", 429),
+        ("POST", "/channels/{id}/messages", 200),
+        ("PATCH", "/channels/{id}/messages/{id}", 502),
+        ("PATCH", "/channels/{id}/messages/{id}", 200),
+        ("POST", "/channels/{id}/messages/{id}/threads", 429),
+        ("POST", "/channels/{id}/messages/{id}/threads", 201),
+        ("POST", "/channels/{id}/messages", 200),
+    ]
+    assert [m.plain() for m in fake.in_channel(CHANNEL)] == ["deploying 1/3"]
+    assert [m.plain() for m in fake.in_channel(posted.message_id)] == ["web: batch 1/2"]

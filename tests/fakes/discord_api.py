@@ -166,6 +166,7 @@ class FakeDiscord:
         # True: every instance's acknowledgement is accepted (as when Discord's answer to
         # the first was lost), so only the database's claim keeps a command to one run
         self.lenient_acks = False
+        self.faults: list[tuple[str, str, int, float]] = []  # method, route, status, retry
         self._seq = itertools.count(1)
         self._changed = asyncio.Event()
 
@@ -222,6 +223,10 @@ class FakeDiscord:
         auth = request.headers.get("Authorization", "")
         call = Call(request.method, path, body, auth)
         self.calls.append(call)
+        for fault in self.faults:
+            if (fault[0], fault[1]) == (call.method, call.route):
+                self.faults.remove(fault)
+                return self._fault(call, fault[2], fault[3])
         needs_token = not path.startswith(("/interactions/", "/webhooks/"))
         if needs_token and auth != f"Bot {BOT_TOKEN}":
             status, answer = 401, {"message": "401: Unauthorized", "code": 0}
@@ -237,6 +242,40 @@ class FakeDiscord:
         # exactly application/json: with a charset discord.py reads the body as text
         return web.Response(
             status=status, body=json.dumps(answer).encode(), content_type="application/json"
+        )
+
+    def fail_next(
+        self, method: str, route: str, status: int = 429, retry_after: float = 0.2
+    ) -> None:
+        """The next call to `route` fails: 429 as Discord's edge answers it (`Via`, a JSON
+        `retry_after`), or a 5xx."""
+        self.faults.append((method, route, status, retry_after))
+
+    def _fault(self, call: Call, status: int, retry_after: float) -> web.Response:
+        if status == 429:
+            answer: dict[str, Any] = {
+                "message": "You are being rate limited.",
+                "retry_after": retry_after,
+                "global": False,
+            }
+            headers = {
+                "Via": "1.1 google",
+                "Retry-After": str(max(1, round(retry_after))),
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": str(retry_after),
+                "X-RateLimit-Bucket": "fake-bucket",
+                "X-RateLimit-Scope": "user",
+            }
+        else:
+            answer, headers = {"message": "Discord is having trouble", "code": 0}, {}
+        call.status, call.answer = status, answer
+        self._changed.set()
+        return web.Response(
+            status=status,
+            body=json.dumps(answer).encode(),
+            content_type="application/json",
+            headers=headers,
         )
 
     def _route(self, method: str, path: str, body: Any, query: Any) -> tuple[int, Any]:
