@@ -38,7 +38,7 @@ def _kind_of(command: Command, name: str) -> Kind | None:
         if param.name == name:
             return param.type
     for flag in command.flags:
-        if flag.name == name:
+        if flag.key == name:
             return flag.type
     return None
 

@@ -87,9 +87,7 @@ FAST_ENGINE = EngineTiming(
 GUARDED = '"deploy", "rollback"'
 
 
-def write_project(
-    root: Path, approvals: int = 1, extra: str = "", guarded: str = GUARDED
-) -> Path:
+def write_project(root: Path, approvals: int = 1, extra: str = "", guarded: str = GUARDED) -> Path:
     folder = root / "shop"
     folder.mkdir(parents=True, exist_ok=True)
     for stage, name in (

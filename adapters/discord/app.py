@@ -46,7 +46,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from commands.complete import suggestions
 from commands.port import Invocation, Reply
-from commands.secrets import SecretRequest
+from commands.secret_input import SecretRequest
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ def _param_option(param: Param) -> dict[str, Any]:
 
 
 def _flag_option(flag: Flag) -> dict[str, Any]:
-    return _option(flag.name, flag.type, False, flag.help, False)
+    return _option(flag.key, flag.type, False, flag.help, False)  # apart from a parameter
 
 
 def subcommand(command: Command, name: str | None = None) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def line_of(found: Chosen) -> str:
         words.extend(_word(param, value))
     flags: list[str] = []
     for flag in command.flags:
-        value = options.get(flag.name)
+        value = options.get(flag.key)
         if value is None or value is False:
             continue
         flags.extend([f"--{flag.name}"] if flag.is_switch else [f"--{flag.name}", str(value)])

@@ -114,3 +114,30 @@ async def test_more_values_than_a_modal_holds_is_refused_privately(tmp_path: Pat
         assert "One form takes 5 values at most" in d.private_to(BOB)[0]
         assert w.sim.state.apps["shop-dev"].secrets.get("K0") is None
         assert await bot.stop() == 0
+
+
+async def test_the_real_secrets_set_through_the_modal(tmp_path: Path) -> None:
+    """`/fly secrets set` (commands/secrets.py): the modal first, the values at Fly, the
+    machines restarted with them in the thread, and the values nowhere else."""
+    async with discord_world(tmp_path) as w:
+        w.grant(BOB, "deployer")
+        bot = await w.start(verbose=True)
+        d = w.discord
+        command = await d.slash(
+            BOB, "secrets", "set", project="shop", stage="dev", names="API_TOKEN DB_PASS"
+        )
+        await d.wait_for(lambda: d.modal_of(command))
+        assert [a["type"] for a in command.answers] == [9]
+        modal = d.modal_of(command)
+        assert modal is not None
+        await d.submit(modal, BOB, VALUES)
+        kept = w.sim.state.apps["shop-dev"].secrets
+        await d.wait_for(lambda: all(name in kept for name in VALUES), timeout=60)
+        assert {name: kept[name].value for name in VALUES} == VALUES
+        await d.wait_for(
+            lambda: any("succeeded" in m.plain() for m in d.messages.values()), timeout=60
+        )
+        assert await bot.stop() == 0
+        for value in VALUES.values():
+            assert found_anywhere(value, tmp_path, bot, d, w.database_url) == []
+        check_every_call(d)

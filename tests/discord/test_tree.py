@@ -120,6 +120,23 @@ def test_options_with_spaces_and_dashes_stay_one_value() -> None:
     assert line_of(grant) == "perms grant '<@42>' admin"
 
 
+def test_a_flag_named_like_a_parameter_is_its_own_option() -> None:
+    """`secrets set <project> <stage> <names> [--stage]`: the switch is `stage_only`."""
+    registry = build_registry()
+    [fly] = tree(registry)
+    secrets = {o["name"]: o for o in fly["options"]}["secrets"]
+    set_ = {o["name"]: o for o in secrets["options"]}["set"]
+    assert [o["name"] for o in set_["options"]][:4] == ["project", "stage", "names", "stage_only"]
+    found = chosen(
+        registry,
+        slash_data(
+            ("secrets", "set"),
+            {"project": "shop", "stage": "prod", "names": "A B", "stage_only": True},
+        ),
+    )
+    assert line_of(found) == "secrets set shop prod A B --stage"
+
+
 def test_a_later_option_without_the_one_before_it_is_refused() -> None:
     registry = build_registry()
     found = chosen(
