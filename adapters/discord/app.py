@@ -41,6 +41,7 @@ from adapters.discord.conversation import (
     DiscordInteraction,
     DiscordOutbox,
 )
+from adapters.discord.errors import DiscordSetupError
 from adapters.slack.redact import SCRUBBER, scrubbed_logger
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -57,10 +58,6 @@ MODAL_PREFIX = "flybot.secrets:"  # SCRUBBER hides any log record that carries o
 MODAL_FIELDS = 5  # Discord's limit of inputs in one modal
 # Guilds only: no members, presences or message content (privileged), no messages at all.
 INTENTS = discord.Intents(guilds=True)
-
-
-class DiscordSetupError(Exception):
-    """Discord refused the token, or did not answer: one line that says which."""
 
 
 class Worker(Protocol):

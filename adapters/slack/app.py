@@ -121,9 +121,7 @@ class _SameLoop:
 
 
 class SlackAdapter:
-    def __init__(
-        self, runtime: Runtime, settings: Settings, worker: Worker | None = None
-    ) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings, worker: Worker | None = None) -> None:
         if not settings.slack_bot_token:
             raise SlackSetupError("SLACK_BOT_TOKEN is not set (xoxb-…, from OAuth & Permissions).")
         if not settings.slack_app_token and not settings.slack_signing_secret:
@@ -451,9 +449,7 @@ class SlackAdapter:
             try:
                 info = await self.client.users_info(user=user)
                 profile = info["user"].get("profile") or {}
-                self._names[user] = (
-                    profile.get("display_name") or info["user"].get("name") or user
-                )
+                self._names[user] = profile.get("display_name") or info["user"].get("name") or user
             except SlackApiError:
                 return user
         return self._names[user]

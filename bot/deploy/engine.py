@@ -152,9 +152,7 @@ class _SafeReporter:
                 try:
                     await self.inner.step(text, tone)
                 except Exception:
-                    log.warning(
-                        "deploy reporter failed; the line is kept for later", exc_info=True
-                    )
+                    log.warning("deploy reporter failed; the line is kept for later", exc_info=True)
                     return False
                 self.backlog.pop(0)
             return True

@@ -480,6 +480,7 @@ class FlyClient:
                 break
             token = page.next_token
         return list(kept)
+
     # --- volumes ------------------------------------------------------------------------
 
     async def list_volumes(self, app: str) -> list[Volume]:

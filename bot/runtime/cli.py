@@ -88,7 +88,7 @@ def _run(settings: Settings) -> int:
     if not anything_configured(settings):
         print(f"flybot: {nothing_to_run(settings)}", file=sys.stderr)
         return 2
-    from adapters.discord.app import DiscordSetupError
+    from adapters.discord.errors import DiscordSetupError
     from adapters.slack.app import SlackSetupError
     from adapters.slack.redact import install_on_handlers
     from bot.runtime import Runtime

@@ -215,7 +215,6 @@ def web_app(
 async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT). Raises SettingsError (or the adapter's
     setup error) with one clear line when nothing can run or a platform refuses the tokens."""
-    from adapters.discord.app import DiscordAdapter
     from adapters.slack.app import SlackAdapter
 
     stop = stop or asyncio.Event()
@@ -226,6 +225,8 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
         slack = SlackAdapter(runtime, settings, worker=work)
         server.adapters["slack"] = slack
     if settings.discord_token:
+        from adapters.discord.app import DiscordAdapter  # discord.py only when it is used
+
         server.adapters["discord"] = DiscordAdapter(runtime, settings, worker=work)
     if not server.adapters:
         raise SettingsError(

@@ -58,9 +58,7 @@ def _on_event_loop() -> bool:
     return True
 
 
-def _sqlite_busy_timeout_for_this_thread(
-    dbapi_connection: Any, _record: Any, _proxy: Any
-) -> None:
+def _sqlite_busy_timeout_for_this_thread(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     timeout = SQLITE_LOOP_BUSY_TIMEOUT_MS if _on_event_loop() else SQLITE_BUSY_TIMEOUT_MS
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={timeout}")
