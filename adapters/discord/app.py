@@ -144,6 +144,7 @@ class DiscordAdapter:
         self.client: _Client | None = None
         self.outbox: DiscordOutbox | None = None
         self._gateway: asyncio.Task[None] | None = None
+        self._intake = True
         scrubbed_logger("discord")  # discord.py logs every gateway frame at debug level
 
     # --- start and stop --------------------------------------------------------------------
@@ -209,7 +210,13 @@ class DiscordAdapter:
                 f"{'is the bot in guild ' + guild + '?' if guild else ''}"
             ) from None
 
+    async def stop_intake(self) -> None:
+        """No new interactions (left unacknowledged, for another instance); posts still
+        work, so running work can finish and tell its threads."""
+        self._intake = False
+
     async def close(self) -> None:
+        self._intake = False
         self.runtime.services.router.unregister(PLATFORM)
         if self.client is not None:
             await self.client.close()
@@ -272,6 +279,8 @@ class DiscordAdapter:
         )
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        if not self._intake:
+            return
         with self.worker.answering():
             if interaction.type is discord.InteractionType.application_command:
                 await self._on_command(interaction)
@@ -332,6 +341,8 @@ class DiscordAdapter:
     async def on_click(
         self, interaction: discord.Interaction[Any], action: str, value: str
     ) -> None:
+        if not self._intake:
+            return
         with self.worker.answering():
             if not await self._acknowledge(interaction):  # a component: a deferred update
                 return
