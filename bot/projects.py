@@ -24,6 +24,7 @@ from bot.freeze import FreezeWindow
 from bot.store.engine import session_scope
 from bot.store.models import ProjectRow, StageRow
 from bot.store.startup import exclusive
+from bot.usage.config import UsageConfig, parse_usage
 
 # The verbs a stage's `guarded` list may name: every verb the command layer declares
 # guardable is one of these (a test holds the registry to it), so a typo such as "Deploy"
@@ -46,7 +47,7 @@ POLICY_KEYS = (
     "secrets",
 )
 PROJECT_KEYS = ("order", "path", "stages")
-TOP_LEVEL_KEYS = ("admins", "projects")
+TOP_LEVEL_KEYS = ("admins", "projects", "usage")
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -102,6 +103,7 @@ class Catalog:
     projects: dict[str, Project] = field(default_factory=dict)
     admins: tuple[str, ...] = ()
     source: str = ""  # the flybot.toml it was read from, resolved ("" for none)
+    usage: UsageConfig = field(default_factory=UsageConfig)  # allowances, prices, thresholds
 
     def project(self, name: str) -> Project | None:
         return self.projects.get(name)
@@ -359,7 +361,13 @@ def load_catalog(config_path: Path | None) -> Catalog:
             for position, stage_name in enumerate(order)
         )
         projects[name] = Project(name=name, path=folder, stages=stages)
-    catalog = Catalog(projects=projects, admins=tuple(admins), source=str(config_path.resolve()))
+    try:
+        usage = parse_usage(data.get("usage", {}), f"{config_path}: [usage]")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    catalog = Catalog(
+        projects=projects, admins=tuple(admins), source=str(config_path.resolve()), usage=usage
+    )
     _one_stage_per_app(catalog)
     return catalog
 

@@ -24,6 +24,7 @@ from commands import (
     scale,
     secrets,
     status,
+    usage,
 )
 from commands.registry import Registry, declared_in
 
@@ -42,6 +43,7 @@ FAMILIES = (
     scale,
     secrets,
     restart,
+    usage,
 )
 
 

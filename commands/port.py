@@ -24,9 +24,10 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from commands.reply import Button, ButtonStyle, Reply, Tone
+from commands.reply import Attachment, Button, ButtonStyle, Reply, Tone
 
 __all__ = [
+    "Attachment",
     "Button",
     "ButtonStyle",
     "ChannelRef",

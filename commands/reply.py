@@ -118,9 +118,20 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file that goes with a message (a chart): uploaded beside it where the platform
+    takes files, saved to disk by the shell."""
+
+    filename: str
+    data: bytes = field(repr=False)
+    title: str = ""
+    mime: str = "image/png"
+
+
+@dataclass(frozen=True)
 class Reply:
     """A message: a title, a text, name/value fields, a list body (`lines`), a preformatted
-    block (`code`, e.g. a table or a log) and buttons."""
+    block (`code`, e.g. a table or a log), buttons and files."""
 
     text: str
     tone: Tone = "info"
@@ -132,6 +143,7 @@ class Reply:
     # A log's tail: the code stays one block in one message, cut from the top (the oldest
     # lines) to fit, with a first line saying how many were cut.
     code_tail: bool = False
+    files: tuple[Attachment, ...] = field(default=())
 
     def plain(self) -> str:
         parts = [self.title] if self.title else []

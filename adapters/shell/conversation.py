@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape as rich_escape
@@ -35,9 +37,19 @@ def show(value: str) -> str:
 class ShellConversation:
     """Renders `Reply`s on a rich Console. One instance serves the whole shell session."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, files_dir: Path | None = None) -> None:
         self.console = console
         self._ids = itertools.count(1)
+        self._files_dir = files_dir
+
+    def _save(self, name: str, data: bytes) -> Path:
+        """A file sent with a message (a chart) is saved; the terminal shows its path."""
+        if self._files_dir is None:
+            self._files_dir = Path(tempfile.mkdtemp(prefix="flybot-files-"))
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "file"
+        path = self._files_dir / f"{next(self._ids)}-{safe}"
+        path.write_bytes(data)
+        return path
 
     def _ref(self, thread_id: str | None = None) -> MessageRef:
         return MessageRef(PLATFORM, WORKSPACE, CHANNEL, str(next(self._ids)), thread_id)
@@ -66,6 +78,12 @@ class ShellConversation:
             self.console.print(
                 rich_escape(f"{indent}  [{button.label}] → type: {button.command}"),
                 style="cyan",
+                highlight=False,
+            )
+        for attachment in reply.files:
+            path = self._save(attachment.filename, attachment.data)
+            self.console.print(
+                rich_escape(f"{indent}  📎 {attachment.title or attachment.filename}: {path}"),
                 highlight=False,
             )
 

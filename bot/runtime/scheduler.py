@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -15,6 +16,7 @@ from bot.store.prune import prune_if_due
 from commands.approvals import sweep
 from commands.certs import recheck_pending, warn_expiring
 from commands.context import Services
+from commands.usage import collect_and_alert, send_due_reports
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ APPROVAL_SWEEP_EVERY = 30.0  # seconds between sweeps of expired and stuck appro
 PRUNE_CHECK_EVERY = 300.0  # seconds between asking whether this hour's prune is claimed yet
 CERTS_RECHECK_ASK_EVERY = 60.0  # seconds between asking whether the certificate re-check is due
 CERTS_EXPIRY_ASK_EVERY = 3600.0  # seconds between asking whether the daily expiry scan is due
+USAGE_COLLECT_EVERY = 600.0  # seconds between asking whether a usage day is due (claimed)
+USAGE_REPORTS_EVERY = 60.0  # seconds between looking for due usage reports (claimed)
 
 
 async def prune_old_rows(services: Services) -> None:
@@ -89,5 +93,27 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
             max_instances=1,
             coalesce=True,
         )
+    if services.fly is not None:
+        # Each day and each report is claimed in the database (bot/usage/), so every
+        # instance asking still samples a day once and posts a report once.
+        scheduler.add_job(
+            collect_and_alert,
+            "interval",
+            seconds=USAGE_COLLECT_EVERY,
+            args=(services,),
+            id="usage-collect",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
+        )
+    scheduler.add_job(
+        send_due_reports,
+        "interval",
+        seconds=USAGE_REPORTS_EVERY,
+        args=(services,),
+        id="usage-reports",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.start()
     return scheduler

@@ -300,3 +300,81 @@ class SecretsChange(SQLModel, table=True):
     requested_by: int | None = Field(default=None, foreign_key="principal.id")
     requester_name: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageDay(SQLModel, table=True):
+    """One UTC day of usage samples, claimed by the instance that collects it: the insert
+    (or, for a day to retry, a compare-and-set on `status` and `claimed_at`) decides who
+    samples it, so N instances sample each day once. `status`: collecting, done, estimated
+    (Prometheus did not answer: machines from the Machines API, outbound guessed; retried
+    while Prometheus still has the day), gap (the bot was down and Prometheus no longer has
+    the day)."""
+
+    __tablename__ = "usage_day"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD, UTC
+    status: str = Field(default="collecting", max_length=16, index=True)
+    claimed_by: str = Field(default="", max_length=64)
+    claimed_at: datetime = Field(default_factory=utcnow)
+    collected_at: datetime | None = None
+    attempts: int = 0
+    note: str = Field(default="", max_length=300)
+
+
+class UsageSample(SQLModel, table=True):
+    """What one machine, volume or region of one app used on one day."""
+
+    __tablename__ = "usage_sample"
+    __table_args__ = (UniqueConstraint("day", "kind", "app", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: str = Field(default="", max_length=10, index=True)
+    kind: str = Field(max_length=16)  # machine | volume | egress
+    app: str = Field(max_length=100)
+    key: str = Field(max_length=100)  # the machine id, the volume id, the region (egress)
+    region: str = Field(default="", max_length=16)
+    cpu_kind: str = Field(default="", max_length=16)
+    cpus: int = 0
+    memory_mb: int = 0
+    running_s: float = 0.0  # seconds started that day
+    stopped_s: float = 0.0  # seconds it existed and was not started
+    size_gb: float = 0.0  # a volume's size
+    bytes_out: float = 0.0
+    estimated: bool = False
+
+
+class UsageSubscription(SQLModel, table=True):
+    """A scheduled usage report to a channel. `next_at` is when it is due; sending it moves
+    `next_at` on by a compare-and-set, so two instances post each report once."""
+
+    __tablename__ = "usage_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule: str = Field(max_length=100)  # daily | weekly | monthly | a cron expression
+    project: str = Field(default="", max_length=100)  # "" for the whole org
+    platform: str = Field(max_length=16)
+    workspace_id: str = Field(max_length=64)
+    channel_id: str = Field(max_length=100)
+    created_by: int | None = Field(default=None, foreign_key="principal.id")
+    created_by_name: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    next_at: datetime = Field(index=True)
+    last_sent_at: datetime | None = None
+
+
+class UsageAlert(SQLModel, table=True):
+    """A threshold alert sent: the unique key (month, metric, threshold) lets each fire once
+    per month whatever the number of instances and restarts."""
+
+    __tablename__ = "usage_alert"
+    __table_args__ = (UniqueConstraint("month", "metric", "threshold"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7)  # YYYY-MM
+    metric: str = Field(max_length=32)
+    threshold: int
+    percent: float = 0.0
+    message: str = Field(default="", max_length=500)
+    action_line: str = Field(default="", max_length=300)  # the suggested command, if any
+    sent_by: str = Field(default="", max_length=64)
+    sent_at: datetime = Field(default_factory=utcnow)

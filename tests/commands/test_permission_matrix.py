@@ -42,7 +42,16 @@ from sqlmodel import select
 from bot.clock import utcnow
 from bot.store.engine import session_scope
 from bot.store.locks import acquire, current_lock, release
-from bot.store.models import ApprovalRequest, AuditEntry, Grant, LinkRequest, Release
+from bot.store.models import (
+    ApprovalRequest,
+    AuditEntry,
+    Grant,
+    LinkRequest,
+    Release,
+    UsageAlert,
+    UsageDay,
+    UsageSubscription,
+)
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 from commands import build_registry
 from commands.dispatch import Outcome
@@ -54,6 +63,7 @@ ADMIN = "alice"
 STAGING = ("shop", "staging")
 PROD = ("shop", "prod")
 _images = (f"registry.fly.io/shop:m{n}" for n in itertools.count(2))
+_alerts = itertools.count(1)  # each test alert a threshold of its own
 
 
 @dataclass
@@ -463,6 +473,45 @@ async def restarted(env: Env, ran: Ran) -> None:
     assert await images_of(env, "shop-staging") == {OLD}  # the same image, restarted
 
 
+async def usage_reported(env: Env, ran: Ran) -> None:
+    assert "Usage of" in ran.text and "Estimated bill: $" in ran.text, ran.text
+    [reply] = [r for r in ran.conversation.public if r.files]
+    assert reply.files[0].data.startswith(b"\x89PNG")
+    assert rows(env, UsageDay), "the report sampled the days it lacked"
+
+
+async def subscribed(env: Env, ran: Ran) -> None:
+    [row] = [r for r in rows(env, UsageSubscription) if r.created_by_name == ran.user]
+    assert (row.schedule, row.channel_id, row.project) == ("weekly", "#ops", "shop")
+
+
+async def a_subscription(env: Env, user: str) -> dict[str, Any]:
+    await env.admin("usage subscribe daily #finance")
+    return {"id": max(r.id or 0 for r in rows(env, UsageSubscription))}
+
+
+async def unsubscribed(env: Env, ran: Ran) -> None:
+    assert ran.prepared["id"] not in {r.id for r in rows(env, UsageSubscription)}
+
+
+async def lists_subscription(env: Env, ran: Ran) -> None:
+    assert f"#{ran.prepared['id']} org usage daily to #finance" in ran.text, ran.text
+
+
+async def an_alert(env: Env, user: str) -> dict[str, Any]:
+    """An alert whose suggestion is a verb that exists (`status`), as its button carries it."""
+    with session_scope(env.w.services.engine) as session:
+        row = UsageAlert(
+            month="2026-12",
+            metric="machine_hours",
+            threshold=next(_alerts),
+            action_line="status shop staging",
+        )
+        session.add(row)
+        session.flush()
+        return {"id": row.id}
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -543,6 +592,18 @@ MATRIX: dict[str, list[Case]] = {
     "secrets deploy": [
         Case("secrets deploy shop staging", STAGING, restarted_with_secrets, staged_secret)
     ],
+
+
+    "usage": [
+        Case("usage shop", ("shop", ANY), usage_reported),
+        Case("usage", (ANY, ANY), usage_reported),
+    ],
+    "usage subscribe": [Case("usage subscribe weekly #ops --project shop", (ANY, ANY), subscribed)],
+    "usage unsubscribe": [Case("usage unsubscribe {id}", (ANY, ANY), unsubscribed, a_subscription)],
+    "usage subscriptions": [
+        Case("usage subscriptions", (ANY, ANY), lists_subscription, a_subscription)
+    ],
+    "usage action": [Case("usage action {id}", (ANY, ANY), names_machines, an_alert)],
 }
 
 

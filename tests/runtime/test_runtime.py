@@ -64,6 +64,8 @@ async def test_two_adapters_share_one_recovery_one_scheduler_and_a_closed_fly_cl
         "certs-recheck",
         "deploy-sweep",
         "row-prune",
+        "usage-collect",
+        "usage-reports",
     ]
     assert [kind for kind, _, _ in slack.calls] == ["update", "thread"]  # recovered once
     assert discord.calls == []

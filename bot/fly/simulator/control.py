@@ -163,6 +163,41 @@ async def sim_redis(request: web.Request) -> web.Response:
     return json_response({"ok": True, "add_on": item})
 
 
+async def sim_prometheus(request: web.Request) -> web.Response:
+    """`{"retention_days": 15}` and/or `{"app": "a", "egress_bps": {"nrt": 1000.0}, "since":
+    <unix time>}`: how long metrics are kept, and an app's outbound bytes/s per region (the
+    slope of its fly_edge_data_out counters, a daily rhythm around it) counted from `since`
+    (default: when the app was created). The rates stand for the app's whole history."""
+    sim = sim_of(request)
+    body = await read_body(request)
+    with sim.lock:
+        try:
+            if "retention_days" in body:
+                days = float(body["retention_days"])
+                if days <= 0:
+                    raise ValueError("retention_days must be more than 0")
+                sim.state.prom_retention_s = days * 86_400.0
+            if "app" in body:
+                app = sim.state.app(str(body["app"]))
+                rates = body.get("egress_bps", {})
+                if not isinstance(rates, dict):
+                    raise ValueError("egress_bps must be an object of region: bytes/s")
+                for bps in rates.values():
+                    if float(bps) < 0:
+                        raise ValueError("egress_bps values must be 0 or more")
+                app.egress_bps.update({str(r): float(v) for r, v in rates.items()})
+                if body.get("since") is not None:
+                    app.egress_since = float(body["since"])
+        except (TypeError, ValueError) as exc:
+            raise invalid(str(exc)) from None
+        return json_response(
+            {
+                "retention_days": sim.state.prom_retention_s / 86_400.0,
+                "apps": {a.name: a.egress_bps for a in sim.state.apps.values()},
+            }
+        )
+
+
 CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/__sim/calls", sim_calls),
     ("DELETE", "/__sim/calls", sim_clear_calls),
@@ -179,4 +214,5 @@ CONTROL_ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/__sim/start_duration", sim_start_duration),
     ("POST", "/__sim/logs/{app_name}/{machine_id}", sim_logs),
     ("POST", "/__sim/redis/{app_name}", sim_redis),
+    ("POST", "/__sim/prometheus", sim_prometheus),
 ]

@@ -6,6 +6,7 @@ state is always a pure function of the clock, and a test can jump the clock forw
 
 from __future__ import annotations
 
+import bisect
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,8 @@ class SimMachine:
     logs: list[tuple[float, int, str, str, str]] = field(default_factory=list)
     log_count: int = 0
     health_logged_at: float | None = None  # the last failing health request logged
+    # (when, state) at every change, oldest first: what Prometheus' fly_instance_up reads
+    history: list[tuple[float, str]] = field(default_factory=list)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -227,6 +230,16 @@ class SimMachine:
     def set_state(self, state: str, at: float) -> None:
         self.state = state
         self.updated_at = at
+        if self.history and self.history[-1][0] > at:  # a back-dated seed: keep it in order
+            self.history = [h for h in self.history if h[0] <= at]
+        self.history.append((at, state))
+
+    def state_at(self, t: float) -> str | None:
+        """The state the machine was in at `t` (None before it was created)."""
+        if t < self.created_at:
+            return None
+        index = bisect.bisect_right(self.history, (t, "\uffff")) - 1
+        return self.history[index][1] if index >= 0 else "created"
 
     def log(self, at: float, message: str, level: str = "info", provider: str = "app") -> None:
         self.log_count += 1

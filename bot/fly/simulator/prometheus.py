@@ -9,7 +9,9 @@ supported: binary operators, `offset`, `@`, subqueries, other functions (400 bad
 Series: `fly_edge_data_out` and `fly_edge_data_in` (counters, bytes; labels app, region),
 `fly_instance_up` (app, region, instance), `fly_volume_size_bytes` and `fly_volume_used_pct`
 (app, region, volume), and the proxy's HTTP series (traffic.py): `fly_app_http_responses_count`
-(app, region, instance, status) and the `fly_app_http_response_time_seconds` histogram."""
+(app, region, instance, status) and the `fly_app_http_response_time_seconds` histogram.
+Samples older than the retention (`SimState.prom_retention_s`, 15 days as at Fly) are gone;
+`POST /__sim/prometheus` sets it and an app's egress rates."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot.fly.simulator.machines import SimMachine
 from bot.fly.simulator.state import DEFAULT_EGRESS_BPS, SimState
 from bot.fly.simulator.traffic import http_series
 
@@ -71,6 +74,7 @@ def collect_series(state: SimState, org_slug: str) -> list[Series]:
         if app.org.slug != org.slug:
             continue
         regions = set(app.egress_bps) | {m.region for m in app.machines.values()}
+        since = app.created_at if app.egress_since is None else app.egress_since
         for region in sorted(regions):
             base = app.egress_bps.get(region, DEFAULT_EGRESS_BPS)
             phase = float(zlib.crc32(region.encode()) % int(DAY))
@@ -78,17 +82,16 @@ def collect_series(state: SimState, org_slug: str) -> list[Series]:
             out.append(
                 Series(
                     {"__name__": "fly_edge_data_out", **labels},
-                    _counter(base, app.created_at, phase),
+                    _counter(base, since, phase),
                 )
             )
             out.append(
                 Series(
                     {"__name__": "fly_edge_data_in", **labels},
-                    _counter(base * 0.12, app.created_at, phase),
+                    _counter(base * 0.12, since, phase),
                 )
             )
         for m in app.machines.values():
-            up = 1.0 if m.state == "started" else 0.0
             out.append(
                 Series(
                     {
@@ -97,7 +100,7 @@ def collect_series(state: SimState, org_slug: str) -> list[Series]:
                         "region": m.region,
                         "instance": m.id,
                     },
-                    _gauge(up, m.created_at, m.destroyed_at),
+                    _instance_up(m),
                 )
             )
         for v in app.volumes:
@@ -114,7 +117,30 @@ def collect_series(state: SimState, org_slug: str) -> list[Series]:
                 )
             )
         out.extend(Series(labels, value_at) for labels, value_at in http_series(app))
-    return out
+    cutoff = state.now() - state.prom_retention_s
+    return [Series(s.labels, _retained(s.value_at, cutoff)) for s in out]
+
+
+def _instance_up(machine: SimMachine) -> ValueAt:
+    """1 while the machine was started, 0 while it existed otherwise, from its state history
+    (so a machine stopped last week reads 1 before and 0 after)."""
+
+    def at(t: float) -> float | None:
+        state = machine.state_at(t)
+        if state is None or state == "destroyed":
+            return None
+        return 1.0 if state == "started" else 0.0
+
+    return at
+
+
+def _retained(value_at: ValueAt, cutoff: float) -> ValueAt:
+    """Fly keeps metrics about 15 days: older samples are gone."""
+
+    def at(t: float) -> float | None:
+        return None if t < cutoff else value_at(t)
+
+    return at
 
 
 # --- parsing ------------------------------------------------------------------------------

@@ -172,6 +172,7 @@ class SimApp:
     # status (None: each machine from its creation, at the rates its image gives)
     traffic_since: float | None = None
     traffic_rates: dict[str, float] | None = None
+    egress_since: float | None = None  # when the counters start (None: when the app was made)
 
     def current_release(self) -> Release | None:
         done = [r for r in self.releases if r.status == "complete"]
@@ -179,6 +180,7 @@ class SimApp:
 
 
 DEFAULT_EGRESS_BPS = 150.0
+PROM_RETENTION_S = 15 * 86_400.0  # Fly keeps metrics about 15 days
 
 
 class SimState:
@@ -205,6 +207,7 @@ class SimState:
         # requests (not cordoned, or cordoned too recently for them to drain)
         self.dropped: list[tuple[str, str]] = []
         self._seq = 0
+        self.prom_retention_s = PROM_RETENTION_S
         self.ensure_org(personal_org)
 
     def now(self) -> float:
