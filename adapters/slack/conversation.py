@@ -1,7 +1,8 @@
 """Slack's side of the port.
 
-- `SlackOutbox` posts with the bot token (chat.postMessage, chat.update): deploy progress,
-  approval cards, the scheduler's notices. A `MessageRef` is (team, channel, ts, thread_ts).
+- `SlackOutbox` posts with the bot token (chat.postMessage, chat.update; a reply's files
+  with files_upload_v2): deploy progress, approval cards, the scheduler's notices. A
+  `MessageRef` is (team, channel, ts, thread_ts).
 - `SlackInteraction` answers one slash command, click, typed thread reply or modal:
   public answers through the outbox, private ones through the delivery's `response_url`
   (ephemeral, works in any channel) or chat.postEphemeral when there is none.
@@ -87,6 +88,17 @@ class SlackOutbox:
         for extra in more:  # a long code block continues in the thread
             await self.client.chat_postMessage(
                 channel=channel, thread_ts=thread_ts or ts, unfurl_links=False, **extra
+            )
+        # Files (a report's chart) go right under the message, where it was posted; the
+        # upload needs the channel's id, which the post answered with (a #name works there).
+        channel_id = str(answer.get("channel") or channel)
+        for attachment in reply.files:
+            await self.client.files_upload_v2(
+                channel=channel_id,
+                thread_ts=thread_ts,
+                file=attachment.data,
+                filename=attachment.filename,
+                title=attachment.title or attachment.filename,
             )
         return ts
 

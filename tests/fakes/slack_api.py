@@ -129,6 +129,9 @@ class FakeSlack:
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.socket_connections = 0
         self.changed = asyncio.Event()
+        # files_upload_v2: file id -> {"filename", "length", "data" (once uploaded),
+        # "channel", "thread_ts", "title" (once completed)}
+        self.files: dict[str, dict[str, Any]] = {}
 
     # --- what a test reads ---------------------------------------------------------------
 
@@ -292,6 +295,42 @@ class FakeSlack:
             "message": {"text": message.text, "ts": message.ts, "bot_id": BOT_ID},
         }
 
+    def _files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename, length = params.get("filename"), params.get("length")
+        if not filename or not str(length or "").isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self.files[file_id] = {"filename": filename, "length": int(str(length))}
+        return {"ok": True, "upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
+
+    def _files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
+        files = params.get("files")
+        if isinstance(files, str):
+            files = json.loads(files)
+        channel = params.get("channel_id") or ""
+        done = []
+        for item in files or []:
+            found = self.files.get(str(item.get("id")))
+            if found is None or "data" not in found:
+                return {"ok": False, "error": "file_not_found"}
+            if channel not in self.messages:
+                return {"ok": False, "error": "channel_not_found"}
+            found.update(
+                channel=channel, thread_ts=params.get("thread_ts"), title=item.get("title")
+            )
+            done.append({"id": item["id"], "title": item.get("title"), "name": found["filename"]})
+        return {"ok": True, "files": done}
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """The upload URL files.getUploadURLExternal hands out: the file's bytes."""
+        found = self.files.get(request.match_info["file_id"])
+        if found is None:
+            return web.Response(status=404, text="no such upload")
+        data = await request.read()  # slack_sdk posts the raw bytes
+        found["data"] = data
+        self.changed.set()
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         error = self._message_error(params)
         if error:
@@ -452,6 +491,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self.api)
         app.router.add_get("/api/{method}", self.api)
         app.router.add_post("/response/{user}/{n}", self.respond)
+        app.router.add_post("/upload/{file_id}", self.upload)
         app.router.add_get("/socket", self.socket)
         return app
 

@@ -118,8 +118,16 @@ class UsageWorld:
         return await collector.collect(services.engine, services.fly, ORG, INSTANCE_ID)
 
 
-def grant(bot: Bot, user: str, role: str, project: str = "*", stage: str = "*") -> None:
-    identity = ensure_identity(bot.engine, IdentityKey("shell", "local", user), user)
+def grant(
+    bot: Bot,
+    user: str,
+    role: str,
+    project: str = "*",
+    stage: str = "*",
+    platform: str = "shell",
+    workspace: str = "local",
+) -> None:
+    identity = ensure_identity(bot.engine, IdentityKey(platform, workspace, user), user)
     add_grant(bot.engine, identity.principal_id, role, project, stage, granted_by=None)
 
 
@@ -141,7 +149,7 @@ async def usage_world(
                 assert r.status_code == 201, r.text
         config = write_projects(tmp_path)
         if usage_toml:
-            config.write_text(config.read_text() + "\n" + usage_toml)
+            config.write_text(usage_toml + "\n\n" + config.read_text())  # before [projects]
         url = database_url or f"sqlite:///{tmp_path / 'flybot.db'}"
         world = UsageWorld(sim, server.base_url, None, tmp_path, url, clock, config)  # type: ignore[arg-type]
         world.bot = Bot(world._services())
