@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from bot.clock import utcnow
+from bot.deploy.flytoml import FlyTomlError, load_stage_config
 from bot.fly import FlyAPIError
 from bot.instance import INSTANCE_ID
 from bot.store.models import UsageSubscription
@@ -370,10 +371,18 @@ async def collect_and_alert(services: Services) -> collector.Collected | None:
     return collected
 
 
-def _non_production(services: Services) -> dict[str, tuple[str, str]]:
-    return {
-        s.app: (p.name, s.name) for p in services.catalog.projects.values() for s in p.stages[:-1]
-    }
+def _non_production(services: Services) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """Stages a suggestion may scale down (not a project's production end), with their
+    process groups from fly.toml (`scale count` names each)."""
+    out = {}
+    for project in services.catalog.projects.values():
+        for stage in project.stages[:-1]:
+            try:
+                groups = load_stage_config(stage.config_file).groups
+            except (FlyTomlError, OSError):
+                continue  # no suggestion for a stage whose fly.toml does not read
+            out[stage.app] = (project.name, stage.name, tuple(groups))
+    return out
 
 
 async def _channels(services: Services) -> list[ChannelRef]:
@@ -392,9 +401,10 @@ async def check_alerts(services: Services) -> int:
     month = f"{utcnow():%Y-%m}"
     figures = await asyncio.to_thread(month_figures, services, month)
     sent = 0
+    stages = await asyncio.to_thread(_non_production, services)
     for crossing in alerts.crossings(figures, config.thresholds):
         trend = crossing.trend
-        suggestion = alerts.suggestion_for(figures, trend, _non_production(services))
+        suggestion = alerts.suggestion_for(figures, trend, stages)
         text = (
             f"⚠ {metric_name(trend.metric)} is at {trend.percent:.0f}% of its free "
             f"{alerts.amount(trend.allowance, trend.unit)} this month "

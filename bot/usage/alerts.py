@@ -54,12 +54,12 @@ class Suggestion:
 
 
 def suggestion_for(
-    figures: MonthFigures, trend: Trend, stages: dict[str, tuple[str, str]]
+    figures: MonthFigures, trend: Trend, stages: dict[str, tuple[str, str, tuple[str, ...]]]
 ) -> Suggestion | None:
     """Where flybot knows an action: machine-hours run high and a non-production stage runs
     machines all month → scale it to 0 (a `/fly scale count` plan, through the normal
-    permissions and approvals). `stages` maps an app to its (project, stage) for the
-    stages that are not their project's production end."""
+    permissions and approvals). `stages` maps an app to its (project, stage, process groups)
+    for the stages that are not their project's production end."""
     if trend.metric != MACHINE_HOURS:
         return None
     candidates = [
@@ -70,12 +70,13 @@ def suggestion_for(
     if not candidates:
         return None
     running, app = max(candidates)
-    project, stage = stages[app]
+    project, stage, groups = stages[app]
     count = round(running)
     machines = "1 machine" if count == 1 else f"{count} machines"
+    zero = " ".join(f"{group}=0" for group in groups or ("app",))
     return Suggestion(
         f"{project}/{stage} has run {machines} all month: scale {stage} to 0 at night?",
-        f"scale count {project} {stage} 0",
+        f"scale count {project} {stage} {zero}",
     )
 
 

@@ -211,5 +211,5 @@ async def test_a_machine_hours_alert_suggests_scaling_a_stage_that_ran_all_month
         assert registry.click_line(button.action, button.value) == button.command
         with session_scope(world.bot.engine) as session:
             row = session.get(UsageAlert, int(button.value))
-            assert row is not None and row.action_line == "scale count ping-go dev 0"
+            assert row is not None and row.action_line == "scale count ping-go dev app=0"
         assert await check_alerts(world.bot.services) == 0  # once a month
