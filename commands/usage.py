@@ -36,6 +36,7 @@ from commands.errors import CommandError, UsageError
 from commands.kinds import PROJECT, Binding, Kind
 from commands.port import Attachment, Button, ChannelRef, Reply
 from commands.registry import Flag, Param, command
+from commands.reply import Text, markup
 from commands.roles import Role
 
 log = logging.getLogger(__name__)
@@ -291,16 +292,26 @@ async def usage_subscribe(ctx: CommandContext) -> None:
         created_by_name=ctx.invocation.display_name,
     )
     await ctx.say(
-        f"Subscription #{row.id}: {_describe(row)}; next report {row.next_at:%Y-%m-%d %H:%M} UTC.",
+        markup(
+            "Subscription #{id}: {what}; next report {next} UTC.",
+            id=row.id,
+            what=_describe(row),
+            next=f"{row.next_at:%Y-%m-%d %H:%M}",
+        ),
         tone="success",
     )
     ctx.audit_note = f"usage subscription #{row.id} ({row.schedule})"
 
 
-def _describe(row: UsageSubscription) -> str:
+def _describe(row: UsageSubscription) -> Text:
+    """`org usage weekly to <#C123> (slack)`: the channel as the platform's own mention."""
     what = f"{row.project} usage" if row.project else "org usage"
-    channel = row.channel_id if row.channel_id.startswith("#") else f"<#{row.channel_id}>"
-    return f"{what} {row.schedule} to {channel} ({row.platform})"
+    template = "{what} {schedule} to <#{channel}> ({platform})"
+    if row.channel_id.startswith("#"):  # a #name typed on Slack: shown as typed
+        template = "{what} {schedule} to {channel} ({platform})"
+    return markup(
+        template, what=what, schedule=row.schedule, channel=row.channel_id, platform=row.platform
+    )
 
 
 @command(
@@ -317,7 +328,10 @@ async def usage_unsubscribe(ctx: CommandContext) -> None:
         raise CommandError(
             f"No usage subscription #{ctx.args['id']}; see `/fly usage subscriptions`."
         )
-    await ctx.say(f"Subscription #{row.id} stopped ({_describe(row)}).", tone="success")
+    await ctx.say(
+        markup("Subscription #{id} stopped ({what}).", id=row.id, what=_describe(row)),
+        tone="success",
+    )
     ctx.audit_note = f"usage subscription #{row.id} stopped"
 
 
@@ -331,7 +345,13 @@ async def usage_unsubscribe(ctx: CommandContext) -> None:
 async def usage_subscriptions(ctx: CommandContext) -> None:
     rows = await asyncio.to_thread(schedule.subscriptions, ctx.engine)
     lines = tuple(
-        f"#{r.id} {_describe(r)}, next {r.next_at:%Y-%m-%d %H:%M} UTC, by {r.created_by_name}"
+        markup(
+            "#{id} {what}, next {next} UTC, by {who}",
+            id=r.id,
+            what=_describe(r),
+            next=f"{r.next_at:%Y-%m-%d %H:%M}",
+            who=r.created_by_name,
+        )
         for r in rows
     )
     await ctx.say(
