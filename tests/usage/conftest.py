@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from bot.clock import FrozenClock, set_clock
+from bot.deploy.engine import Deployer
 from bot.fly import FlyClient
 from bot.instance import INSTANCE_ID
 from bot.runtime import build_services
 from bot.settings import Settings
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 from bot.usage import collector
-from tests.flyharness import fly_client
+from tests.flyharness import FAST_ENGINE, fly_client
 from tests.support import Bot, write_projects
 
 simulator = pytest.importorskip("bot.fly.simulator", reason="needs the Fly simulator")
@@ -62,6 +63,7 @@ class UsageWorld:
         client = fly_client(self.base_url)
         self.clients.append(client)
         services.fly = client
+        services.deployer = Deployer(services.engine, client, FAST_ENGINE)
         return services
 
     def at(self, when: datetime) -> None:
@@ -75,13 +77,15 @@ class UsageWorld:
         return httpx.AsyncClient(base_url=self.base_url, headers={"Authorization": "Bearer t"})
 
     async def machine(self, app: str, region: str, guest: dict[str, Any]) -> str:
+        """A machine as `fly deploy` leaves one (flyctl's metadata), of the size `guest`."""
+        config = {
+            "image": "registry.fly.io/x:v1",
+            "guest": guest,
+            "metadata": {"fly_platform_version": "v2", "fly_process_group": "app"},
+        }
         async with await self.http() as http:
             r = await http.post(
-                f"/v1/apps/{app}/machines",
-                json={
-                    "region": region,
-                    "config": {"image": "registry.fly.io/x:v1", "guest": guest},
-                },
+                f"/v1/apps/{app}/machines", json={"region": region, "config": config}
             )
             assert r.status_code == 200, r.text
             return str(r.json()["id"])

@@ -17,7 +17,7 @@ from PIL import Image
 from sqlmodel import select
 
 from bot.store.engine import session_scope
-from bot.store.models import UsageAlert, UsageSubscription
+from bot.store.models import AuditEntry, UsageAlert, UsageSubscription
 from commands.usage import check_alerts, send_due_reports
 from tests.fakes.slack_api import TEAM, FakeSlack, running_fake_slack
 from tests.support import REPO
@@ -193,7 +193,8 @@ async def test_a_machine_hours_alert_suggests_scaling_a_stage_that_ran_all_month
     tmp_path: Path,
 ) -> None:
     """The suggestion is a button carrying the command line; a click runs it as the person
-    clicking, through the normal pipeline (`usage action <id>` → the stored line)."""
+    clicking, through the normal pipeline (`usage action <id>` → `scale count …`): refused
+    for a viewer, carried out for a deployer."""
     toml = "[usage]\nmachine_hours = 100"
     async with usage_world(tmp_path, usage_toml=toml) as world:
         await november(world)
@@ -213,3 +214,23 @@ async def test_a_machine_hours_alert_suggests_scaling_a_stage_that_ran_all_month
             row = session.get(UsageAlert, int(button.value))
             assert row is not None and row.action_line == "scale count ping-go dev app=0"
         assert await check_alerts(world.bot.services) == 0  # once a month
+
+        # the click, as a viewer: scale's own role is refused, nothing changes
+        before = len(world.sim.machines("ping-go-dev"))
+        outcome, conversation = await world.bot.run("vic", button.command)
+        assert "`scale count` needs deployer on ping-go/dev" in conversation.all_text()
+        with session_scope(world.bot.engine) as session:
+            [denied] = session.exec(
+                select(AuditEntry).where(
+                    AuditEntry.user_id == "vic", AuditEntry.action == "scale count"
+                )
+            )
+            assert denied.outcome == "denied"
+        assert len(world.sim.machines("ping-go-dev")) == before == 2
+        # as a deployer: the scale runs (dev is not guarded), planned and reported as usual
+        outcome, conversation = await world.bot.run("bob", button.command)
+        assert outcome.status == "ok", conversation.all_text()
+        await world.bot.services.jobs.wait_all()
+        gone = ("destroying", "destroyed")
+        left = [m for m in world.sim.machines("ping-go-dev") if m["state"] not in gone]
+        assert left == [], (left, conversation.all_text())
