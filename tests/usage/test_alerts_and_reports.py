@@ -234,3 +234,16 @@ async def test_a_machine_hours_alert_suggests_scaling_a_stage_that_ran_all_month
         gone = ("destroying", "destroyed")
         left = [m for m in world.sim.machines("ping-go-dev") if m["state"] not in gone]
         assert left == [], (left, conversation.all_text())
+
+
+async def test_thresholds_are_configurable(tmp_path: Path) -> None:
+    toml = "[usage]\noutbound_gb = { apac = 1.2 }\nthresholds = [40]"
+    async with usage_world(tmp_path, usage_toml=toml) as world:
+        await november(world)
+        await world.bot.run("bob", "usage subscribe weekly")
+        await days_collected(world, 1)  # 43%
+        assert await check_alerts(world.bot.services) == 1
+        [alert] = [r for r in world.bot.outbox().public if r.title == "Free allowance"]
+        assert "is at 43% of its free 1.2 GB this month (40% threshold)" in alert.text, alert
+        await days_collected(world, 3)  # 130%: no threshold above 40 to cross
+        assert await check_alerts(world.bot.services) == 0
