@@ -54,8 +54,9 @@ async def test_a_handler_runs_directly_with_a_context_and_no_pipeline(tmp_path: 
 
 def discord_tree(registry: Registry) -> dict[str, Any]:
     """A `/fly` application command as Discord's API takes it, generated from the registry:
-    a verb with sub-verbs only is a sub-command group, every other command a sub-command
-    named by its words; parameters and flags are typed options."""
+    a verb with sub-verbs is a sub-command group (its bare form, if any, the group's
+    sub-command of the verb's own name), any other verb a sub-command; parameters and flags
+    are typed options."""
 
     def option(name: str, kind: Kind, help: str, required: bool) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -85,18 +86,20 @@ def discord_tree(registry: Registry) -> dict[str, Any]:
     tree: list[dict[str, Any]] = []
     for verb in registry.verbs:
         family = registry.family(verb)
-        if all(len(c.path) == 2 for c in family):
-            group = [sub(c, c.path[1]) for c in family]
-            tree.append(
-                {
-                    "type": SUB_COMMAND_GROUP,
-                    "name": verb,
-                    "description": f"{verb} commands",
-                    "options": group,
-                }
-            )
-        else:
-            tree.extend(sub(c, "-".join(c.path)) for c in family)
+        if all(len(c.path) == 1 for c in family):
+            tree.extend(sub(c, verb) for c in family)
+            continue
+        # a verb with sub-verbs is a group; when it also runs bare (`/fly usage [project]`,
+        # `/fly link [code]`), the bare form is the group's sub-command of the verb's name
+        group = [sub(c, c.path[1] if len(c.path) == 2 else verb) for c in family]
+        tree.append(
+            {
+                "type": SUB_COMMAND_GROUP,
+                "name": verb,
+                "description": f"{verb} commands",
+                "options": group,
+            }
+        )
     return {"name": "fly", "description": "Fly.io from chat", "options": tree}
 
 
