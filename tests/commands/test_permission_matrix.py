@@ -512,6 +512,20 @@ async def an_alert(env: Env, user: str) -> dict[str, Any]:
         return {"id": row.id}
 
 
+async def some_traffic(env: Env, user: str) -> dict[str, Any]:
+    import time
+
+    env.w.sim.set_traffic("shop-staging", since=time.time() - 3600)
+    return {}
+
+
+async def charted(env: Env, ran: Ran) -> None:
+    [reply] = ran.conversation.public
+    [png] = reply.files
+    assert png.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "machines up 6/6" in ran.text, ran.text
+
+
 # --- the matrix: one entry per registered verb (see the module docstring) ----------------
 
 MATRIX: dict[str, list[Case]] = {
@@ -546,6 +560,7 @@ MATRIX: dict[str, list[Case]] = {
     "status": [Case("status shop staging", STAGING, names_machines)],
     "apps": [Case("apps", (ANY, ANY), names_apps)],
     "logs": [Case("logs shop staging --lines 100", STAGING, shows_logs)],
+    "metrics": [Case("metrics shop staging", STAGING, charted, some_traffic)],
     "restart": [Case("restart shop staging --group worker", STAGING, restarted)],
     "launch": [Case("launch shop staging", STAGING, launched, staging_app_gone)],
     "deploy": [
