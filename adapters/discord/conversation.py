@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -31,6 +33,7 @@ from adapters.discord import render
 from adapters.discord.buttons import view_of
 from bot.clock import utcnow
 from commands.port import ChannelRef, Invocation, MessageRef, Reply
+from commands.reply import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +75,31 @@ class DiscordOutbox:
     async def _request(self, route: Route, payload: dict[str, Any] | None = None) -> Any:
         return await self.hop.run(self.client.http.request(route, json=payload))
 
-    async def _send(self, channel: str, payload: dict[str, Any]) -> str:
+    async def _send(
+        self, channel: str, payload: dict[str, Any], attachments: Sequence[Attachment] = ()
+    ) -> str:
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel)
-        answer = await self._request(route, payload)
+        if not attachments:
+            answer = await self._request(route, payload)
+        else:  # files go as multipart: payload_json beside files[n]
+            files = _files(attachments)
+            form = [
+                {"name": "payload_json", "value": json.dumps(_with_attachments(payload, files))}
+            ] + [
+                {
+                    "name": f"files[{index}]",
+                    "value": file.fp,
+                    "filename": file.filename,
+                    "content_type": "application/octet-stream",
+                }
+                for index, file in enumerate(files)
+            ]
+            answer = await self.hop.run(self.client.http.request(route, form=form, files=files))
         return str(answer["id"])
 
     async def _post_all(self, channel: str, reply: Reply) -> str:
         first, *more = render.messages(reply)
-        message_id = await self._send(channel, first)
+        message_id = await self._send(channel, first, reply.files)
         for extra in more:  # a long code block continues below
             await self._send(channel, extra)
         return message_id
@@ -134,6 +154,21 @@ class DiscordOutbox:
         await self._post_all(str(dm["id"]), reply)
 
 
+def _files(attachments: Sequence[Attachment]) -> list[discord.File]:
+    return [
+        discord.File(io.BytesIO(a.data), filename=a.filename, description=a.title or None)
+        for a in attachments
+    ]
+
+
+def _with_attachments(payload: dict[str, Any], files: list[discord.File]) -> dict[str, Any]:
+    described = [
+        {"id": index, "filename": file.filename, "description": file.description}
+        for index, file in enumerate(files)
+    ]
+    return {**payload, "attachments": described}
+
+
 def _embeds(payload: dict[str, Any]) -> list[discord.Embed]:
     return [discord.Embed.from_dict(e) for e in payload.get("embeds", [])]
 
@@ -168,7 +203,7 @@ class DiscordInteraction:
             return await self.outbox.post(self.place, reply)
         self._thinking = False
         first, *more = render.messages(reply)
-        message = await self.hop.run(self._edit_original(first))
+        message = await self.hop.run(self._edit_original(first, reply.files))
         channel = str(message.channel.id) if message.channel else self.invocation.channel_id
         posted = MessageRef(
             PLATFORM,
@@ -181,9 +216,13 @@ class DiscordInteraction:
             await self.outbox._send(channel, extra)
         return posted
 
-    async def _edit_original(self, payload: dict[str, Any]) -> discord.InteractionMessage:
+    async def _edit_original(
+        self, payload: dict[str, Any], attachments: Sequence[Attachment] = ()
+    ) -> discord.InteractionMessage:
         view = view_of(payload)
         extra: dict[str, Any] = {"view": view} if view is not None else {}
+        if attachments:
+            extra["attachments"] = _files(attachments)
         return await self.interaction.edit_original_response(
             embeds=_embeds(payload), allowed_mentions=discord.AllowedMentions.none(), **extra
         )

@@ -57,6 +57,7 @@ class Call:
     auth: str = ""
     status: int = 200
     answer: Any = None
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # multipart uploads
 
     @property
     def route(self) -> str:
@@ -85,6 +86,7 @@ class Message:
     loading: bool = False  # a deferred "thinking…" response not yet replaced
     deleted: bool = False
     edits: int = 0
+    files: list[tuple[str, bytes]] = field(default_factory=list)  # (filename, bytes)
 
     @property
     def ephemeral(self) -> bool:
@@ -115,7 +117,16 @@ class Message:
             "content": self.content,
             "embeds": self.embeds,
             "components": self.components,
-            "attachments": [],
+            "attachments": [
+                {
+                    "id": str(index + 1),
+                    "filename": name,
+                    "size": len(data),
+                    "url": f"https://cdn.discordapp.invalid/{self.id}/{name}",
+                    "proxy_url": f"https://media.discordapp.invalid/{self.id}/{name}",
+                }
+                for index, (name, data) in enumerate(self.files)
+            ],
             "mentions": [],
             "mention_roles": [],
             "mention_everyone": False,
@@ -156,6 +167,7 @@ class FakeDiscord:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}
+        self._upload: list[tuple[str, bytes]] = []  # the files of the request being answered
         self.threads: dict[str, dict[str, Any]] = {}  # thread id -> the thread channel
         self.interactions: dict[str, Interaction] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "guild:<id>" | "global" -> tree
@@ -217,11 +229,18 @@ class FakeDiscord:
     async def rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
         body: Any = None
-        if request.can_read_body:
+        files: list[tuple[str, bytes]] = []
+        if request.content_type == "multipart/form-data":  # files, as Discord takes them
+            form = await request.post()
+            body = json.loads(str(form["payload_json"]))
+            for name, part in form.items():
+                if name.startswith("files[") and isinstance(part, web.FileField):
+                    files.append((part.filename, part.file.read()))
+        elif request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
         auth = request.headers.get("Authorization", "")
-        call = Call(request.method, path, body, auth)
+        call = Call(request.method, path, body, auth, files=files)
         self.calls.append(call)
         for fault in self.faults:
             if (fault[0], fault[1]) == (call.method, call.route):
@@ -231,10 +250,13 @@ class FakeDiscord:
         if needs_token and auth != f"Bot {BOT_TOKEN}":
             status, answer = 401, {"message": "401: Unauthorized", "code": 0}
         else:
+            self._upload = files
             try:
                 status, answer = self._route(request.method, path, body, request.query)
             except KeyError as exc:
                 status, answer = 404, {"message": f"Unknown {exc}", "code": 10008}
+            finally:
+                self._upload = []
         call.status, call.answer = status, answer
         self._changed.set()
         if status == 204:
@@ -333,6 +355,7 @@ class FakeDiscord:
             components=list(body.get("components") or []),
             content=body.get("content") or "",
             flags=int(body.get("flags") or 0),
+            files=list(self._upload),
             **extra,
         )
         self.messages[message.id] = message
@@ -345,6 +368,8 @@ class FakeDiscord:
             message.components = list(body["components"] or [])
         if "content" in body:
             message.content = body["content"] or ""
+        if self._upload:
+            message.files = list(self._upload)
         message.loading = False
         message.edits += 1
 
