@@ -8,23 +8,18 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import discord
 import pytest
-from discord.http import Route
 
-from adapters.discord.conversation import ClientLoop, DiscordOutbox
+from adapters.discord.conversation import DiscordOutbox
 from commands.port import ChannelRef, Reply
 from commands.reply import Attachment
 from tests.discord.harness import BOB, discord_world
 from tests.fakes.discord_api import (
-    BOT_TOKEN,
     CHANNEL,
     GUILD,
     FakeDiscord,
-    running_fake_discord,
 )
 
 pytestmark = pytest.mark.timeout(90)
@@ -40,20 +35,6 @@ def png_size(data: bytes) -> tuple[int, int]:
     crc = struct.unpack(">I", data[29:33])[0]
     assert zlib.crc32(data[12:29]) == crc, "a broken IHDR chunk"
     return width, height
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[tuple[FakeDiscord, DiscordOutbox]]:
-    async with running_fake_discord() as fake:
-        before = Route.BASE
-        Route.BASE = fake.api_url
-        client = discord.Client(intents=discord.Intents(guilds=True))
-        try:
-            await client.login(BOT_TOKEN)
-            yield fake, DiscordOutbox(client, ClientLoop())
-        finally:
-            await client.close()
-            Route.BASE = before
 
 
 async def test_a_posted_reply_carries_its_files_as_attachments(

@@ -6,39 +6,19 @@ messages; an edit and a thread reply alike."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import discord
 import pytest
-from discord.http import Route
 
-from adapters.discord.conversation import ClientLoop, DiscordOutbox
+from adapters.discord.conversation import DiscordOutbox
 from commands.port import Button, ChannelRef, Reply
 from tests.adapters.limits_check import check_discord
 from tests.fakes.discord_api import (
-    BOT_TOKEN,
     CHANNEL,
     GUILD,
     FakeDiscord,
-    running_fake_discord,
     sent,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[tuple[FakeDiscord, DiscordOutbox]]:
-    async with running_fake_discord() as fake:
-        before = Route.BASE
-        Route.BASE = fake.api_url
-        client = discord.Client(intents=discord.Intents(guilds=True))
-        try:
-            await client.login(BOT_TOKEN)
-            yield fake, DiscordOutbox(client, ClientLoop())
-        finally:
-            await client.close()
-            Route.BASE = before
 
 
 HUGE = Reply(
