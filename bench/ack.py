@@ -16,64 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+from _world import flybot_env, free_port, serve_fakes  # noqa: E402
 
-from bot.fly.simulator import FlySimulator, serve_in_thread  # noqa: E402
-from tests.fakes.slack_api import (  # noqa: E402
-    BOT_TOKEN,
-    SIGNING_SECRET,
-    FakeSlack,
-    SlackSender,
-    slash_command,
-)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def serve_fakes(pipe: Connection) -> None:
-    """The child process: the Fly simulator and the fake Slack, each on its own port, so
-    their work shares neither this process's interpreter lock nor its event loop."""
-    sim = FlySimulator(seed=0)
-    sim.seed_demo()
-    fly = serve_in_thread(sim, port=0)
-
-    async def serve() -> None:
-        fake = FakeSlack()
-
-        async def posted(request: web.Request) -> web.Response:
-            return web.Response(text=str(len(fake.calls_to("chat.postMessage"))))
-
-        app = fake.app()
-        app.router.add_get("/__posted", posted)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        pipe.send((fly.base_url, fake.base_url))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # until told
-        await runner.cleanup()
-
-    asyncio.run(serve())
-    fly.stop()
+from tests.fakes.slack_api import FakeSlack, SlackSender, slash_command  # noqa: E402
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -126,23 +84,13 @@ async def bench(concurrent: int, rounds: int) -> None:
     fake.base_url = slack_url
     scratch = Path(tempfile.mkdtemp(prefix="flybot-bench-ack-"))
     flybot_port, bare_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FLYBOT_DATABASE_URL": f"sqlite:///{scratch / 'flybot.db'}",
-        "FLYBOT_CONFIG": str(REPO / "examples" / "flybot.toml"),
-        "FLYBOT_ADMINS": "slack:T0FLY:UALICE",
-        "FLY_API_TOKEN": "sandbox-token",
-        "FLY_ORG": "demo",
-        "FLY_FLAPS_BASE_URL": fly_url,
-        "FLY_API_BASE_URL": fly_url,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "FLYBOT_SLACK_API_URL": fake.api_url,
-        "FLYBOT_HTTP_HOST": "127.0.0.1",
-        "FLYBOT_HTTP_PORT": str(flybot_port),
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("SLACK_APP_TOKEN", None)
+    env = flybot_env(
+        database_url=f"sqlite:///{scratch / 'flybot.db'}",
+        config=REPO / "examples" / "flybot.toml",
+        fly_url=fly_url,
+        slack_api_url=fake.api_url,
+        port=flybot_port,
+    )
     flybot = start([sys.executable, "-m", "bot.cli", "run"], env, scratch / "flybot.log")
     bare = start(
         [sys.executable, str(REPO / "bench" / "bare_bolt.py"), str(bare_port)],

@@ -30,9 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ack import free_port, serve_fakes  # noqa: E402
-
-from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
+from _world import flybot_env, free_port, serve_fakes  # noqa: E402
 
 # What Slack HTTP mode needs and nothing else: bolt's async app and its aiohttp adapter, the
 # Slack Web API client, the HTTP server, the database (SQLModel over SQLAlchemy, SQLite's
@@ -58,7 +56,7 @@ FLOOR = (
     "pythonjsonlogger.json",
 )
 FLOOR_CODE = "import " + ", ".join(FLOOR)
-OURS = ("bot", "commands", "adapters", "tests", "ack")
+OURS = ("bot", "commands", "adapters", "tests", "_world")
 
 
 def healthy(port: int) -> bool:
@@ -127,23 +125,12 @@ def bench(rounds: int) -> None:
     fakes.start()
     fly_url, slack_url = ours.recv()
     scratch = Path(tempfile.mkdtemp(prefix="flybot-bench-cold-"))
-    env = {
-        **os.environ,
-        "FLYBOT_DATABASE_URL": f"sqlite:///{scratch / 'flybot.db'}",
-        "FLYBOT_CONFIG": str(REPO / "examples" / "flybot.toml"),
-        "FLYBOT_ADMINS": "slack:T0FLY:UALICE",
-        "FLY_API_TOKEN": "sandbox-token",
-        "FLY_ORG": "demo",
-        "FLY_FLAPS_BASE_URL": fly_url,
-        "FLY_API_BASE_URL": fly_url,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "FLYBOT_SLACK_API_URL": f"{slack_url}/api/",
-        "FLYBOT_HTTP_HOST": "127.0.0.1",
-        "PYTHONPATH": str(REPO),
-    }
-    for variable in ("SLACK_APP_TOKEN", "DISCORD_TOKEN", "PYTHONPROFILEIMPORTTIME"):
-        env.pop(variable, None)
+    env = flybot_env(
+        database_url=f"sqlite:///{scratch / 'flybot.db'}",
+        config=REPO / "examples" / "flybot.toml",
+        fly_url=fly_url,
+        slack_api_url=f"{slack_url}/api/",
+    )
     flybot: list[float] = []
     floor: list[float] = []
     try:

@@ -78,9 +78,9 @@ async def status(w: World, n: int) -> None:
         raise SystemExit(f"status answered {outcome.status}: {conversation.all_text()}")
 
 
-async def measure(database_url: str, count: int, concurrency: int, latency: float) -> tuple[
-    float, float, int
-]:
+async def measure(
+    database_url: str, count: int, concurrency: int, latency: float
+) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory(prefix="flybot-bench-throughput-") as scratch:
         async with world(Path(scratch), database_url=database_url) as w:
             w.sim.inject("*", latency=latency)
