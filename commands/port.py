@@ -27,6 +27,8 @@ from typing import Protocol
 from commands.reply import Attachment, Button, ButtonStyle, Reply, Tone
 
 __all__ = [
+    "RESTARTING",
+    "RESTARTING_FORM",
     "Attachment",
     "Button",
     "ButtonStyle",
@@ -42,6 +44,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# What an adapter says, in the platform's own private way, to a delivery that arrives while
+# the process stops taking commands (it is not run, and no other instance took it).
+RESTARTING = "flybot is restarting: nothing was run. Try again in a minute."
+RESTARTING_FORM = "flybot is restarting: nothing was set. Send the form again in a minute."
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ said) whose interactions become Invocations for the one command pipeline.
 
 Exactly once: an interaction is acknowledged by one instance only (Discord answers 40060 to
 the others, which then drop it), and its id is claimed in the database by the pipeline.
+
+Stopping (`stop_intake`), nothing new runs. A command or a click is left HANDOFF_WAIT for
+another instance to acknowledge (every session hears it); if none has, the person is told
+privately that flybot is restarting and nothing was run, rather than Discord's "The
+application did not respond". A modal's submission reaches only the process that opened
+the modal, so it is told at once.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from adapters.slack.redact import SCRUBBER, scrubbed_logger
 from bot.runtime import Runtime
 from bot.settings import Settings
 from commands.complete import suggestions
-from commands.port import Invocation, Reply
+from commands.port import RESTARTING, RESTARTING_FORM, Invocation, Reply
 from commands.secret_input import SecretRequest
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,7 @@ MODAL_PREFIX = "flybot.secrets:"  # SCRUBBER hides any log record that carries o
 MODAL_FIELDS = 5  # Discord's limit of inputs in one modal
 # Guilds only: no members, presences or message content (privileged), no messages at all.
 INTENTS = discord.Intents(guilds=True)
+HANDOFF_WAIT = 1.5  # seconds a stopping instance leaves an interaction to another (of 3)
 
 
 class Worker(Protocol):
@@ -211,8 +218,8 @@ class DiscordAdapter:
             ) from None
 
     async def stop_intake(self) -> None:
-        """No new interactions (left unacknowledged, for another instance); posts still
-        work, so running work can finish and tell its threads."""
+        """No new interactions (left a moment to another instance, then answered as
+        stopping); posts still work, so running work can finish and tell its threads."""
         self._intake = False
 
     async def close(self) -> None:
@@ -264,6 +271,19 @@ class DiscordAdapter:
                 embeds=[discord.Embed(description=text, color=0xED4245)], ephemeral=True
             )
 
+    async def _closing(self, interaction: discord.Interaction[Any], text: str = RESTARTING) -> None:
+        """Stopping: said privately, unless another instance acknowledged it meanwhile."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            await asyncio.sleep(HANDOFF_WAIT)
+        try:
+            await interaction.response.send_message(
+                embeds=[discord.Embed(description=text, color=0xFEE75C)], ephemeral=True
+            )
+        except discord.HTTPException as exc:
+            if exc.code not in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
+                raise
+            log.info("interaction %s answered by another instance while stopping", interaction.id)
+
     def _run(
         self,
         invocation: Invocation,
@@ -280,6 +300,8 @@ class DiscordAdapter:
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         if not self._intake:
+            if interaction.type is discord.InteractionType.application_command:
+                await self._closing(interaction)
             return
         with self.worker.answering():
             if interaction.type is discord.InteractionType.application_command:
@@ -324,6 +346,9 @@ class DiscordAdapter:
     async def on_submit(
         self, interaction: discord.Interaction[Any], invocation: Invocation, values: dict[str, str]
     ) -> None:
+        if not self._intake:
+            await self._closing(interaction, RESTARTING_FORM)
+            return
         with self.worker.answering():
             if str(interaction.user.id) != invocation.user_id:
                 log.warning("a secrets form submitted by someone else than who opened it")
@@ -342,6 +367,7 @@ class DiscordAdapter:
         self, interaction: discord.Interaction[Any], action: str, value: str
     ) -> None:
         if not self._intake:
+            await self._closing(interaction)
             return
         with self.worker.answering():
             if not await self._acknowledge(interaction):  # a component: a deferred update

@@ -17,6 +17,13 @@ job runner, so the HTTP answer never waits for the database, Fly or Slack. Deliv
 
 Retries (X-Slack-Retry-Num, the same trigger twice, another instance) carry the same
 delivery id, which the pipeline claims in the database: a retry never runs a command twice.
+
+Stopping (`stop_intake`), nothing new runs, and nothing is dropped without a word. Slack
+retries neither a slash command nor an interaction, so a refusal would lose them behind
+Slack's generic error: each is acknowledged with a private "flybot is restarting, nothing was
+run" (a command's ack carries it; a click's goes to its response_url; a modal keeps its
+values and shows it under the first field, to be sent again). An event (a thread reply, the
+Home tab) gets 503: Slack retries events, a minute and five minutes later.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from bot.settings import DEFAULT_SLACK_API_URL, Settings
 from bot.store.principals import IdentityKey
 from commands.approvals import thread_reply_line
 from commands.home import overview
-from commands.port import Invocation, Reply
+from commands.port import RESTARTING, RESTARTING_FORM, Invocation, Reply
 from commands.reply import markup
 
 if TYPE_CHECKING:  # Socket Mode's client is imported only when SLACK_APP_TOKEN is set
@@ -144,6 +151,7 @@ class SlackAdapter:
         self.outbox: SlackOutbox | None = None
         self.socket: AsyncSocketModeHandler | None = None
         self._names: dict[str, str] = {}
+        self.intake = True  # False once stopping: deliveries are answered, never run
         SCRUBBER.guard_verbs(
             c.name for c in self.services.registry.commands.values() if c.sensitive
         )
@@ -218,8 +226,10 @@ class SlackAdapter:
             await self.socket.connect_async()
 
     async def stop_intake(self) -> None:
-        """No new deliveries (Socket Mode's websocket closed); posts still work, so running
+        """No new deliveries (Socket Mode's websocket closed, so Slack sends to another
+        connection; over HTTP each one is answered as stopping); posts still work, so running
         work can finish and tell its threads."""
+        self.intake = False
         if self.socket is not None:
             await self.socket.close_async()
             self.socket = None
@@ -231,6 +241,11 @@ class SlackAdapter:
     async def handle_http(self, request: web.Request) -> web.Response:
         """bolt's endpoint: signature checked, then the listeners below."""
         with self.worker.answering():
+            if not self.intake and request.content_type == "application/json":
+                # An Events API delivery: not acknowledged, so Slack delivers it again later.
+                return web.Response(
+                    status=503, text="flybot is restarting", headers={"Retry-After": "60"}
+                )
             response = await self.app.async_dispatch(await to_bolt_request(request))
             return await to_aiohttp_response(response)
 
@@ -275,6 +290,9 @@ class SlackAdapter:
         self.worker.spawn(work(), name=f"slack {invocation.dedupe_key}")
 
     async def _on_command(self, ack: Ack, body: dict[str, Any]) -> None:
+        if not self.intake:
+            await ack(text=RESTARTING, response_type="ephemeral")
+            return
         await ack()
         team = str(body.get("team_id", ""))
         invocation = Invocation(
@@ -343,6 +361,10 @@ class SlackAdapter:
             dedupe_key=f"slack:{team}:action:{body.get('trigger_id', '')}",
         )
         response_url = body.get("response_url")
+        if not self.intake:
+            note = Reply(RESTARTING, tone="warning")
+            await self._interaction(invocation, response_url).reply_private(note)
+            return
         if line is None:
             note = Reply("That button does nothing any more.", tone="error")
             await self._interaction(invocation, response_url).reply_private(note)
@@ -357,6 +379,10 @@ class SlackAdapter:
         pending = modal.pending_of(view)
         values = modal.values_of(view, pending.names)
         SCRUBBER.hold(values.values())
+        if not self.intake and pending.names:
+            first = f"{modal.BLOCK_PREFIX}{pending.names[0]}"[:255]
+            await ack(response_action="errors", errors={first: RESTARTING_FORM})
+            return
         await ack()
         user = body.get("user") or {}
         if str(user.get("id", "")) != pending.user_id:
@@ -400,6 +426,9 @@ class SlackAdapter:
             tone="warning",
         )
         interaction = self._interaction(invocation, None)
+        if not self.intake:  # the work loop is finishing its jobs: said from here
+            await interaction.reply_private(note)
+            return
         self.worker.spawn(interaction.reply_private(note), name="slack form closed")
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:

@@ -139,7 +139,6 @@ class Server:
     runtime: Runtime
     adapters: dict[str, Adapter] = field(default_factory=dict)
     ready: bool = False
-    draining: bool = False  # shutting down: deliveries are refused so Slack retries them
 
     def _database_answers(self) -> bool:
         with self.runtime.services.engine.connect() as connection:
@@ -199,11 +198,7 @@ def web_app(
 
         async def events(request: web.Request) -> web.StreamResponse:
             server.count("/slack/events")
-            if server.draining:
-                # Not acked, so not claimed: Slack retries it, on another machine or later.
-                return web.Response(
-                    status=503, text="flybot is shutting down", headers={"Retry-After": "5"}
-                )
+            # while draining too: the adapter answers each delivery as stopping, runs none
             response = await slack_events(request)  # type: ignore[misc]
             assert isinstance(response, web.StreamResponse)
             return response
@@ -287,10 +282,9 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
         )
         await stop.wait()
     finally:
-        # Fly's proxy sees 503 and sends no more; deliveries are refused; running work gets
-        # the budget, then the chat connections close (the threads have been told by then).
+        # Fly's proxy sees 503 and sends no more; deliveries are answered, not run; running
+        # work gets the budget, then the chat connections close (its threads told by then).
         server.ready = False
-        server.draining = True
         for adapter in server.adapters.values():
             try:
                 await adapter.stop_intake()

@@ -7,6 +7,7 @@ process exits 0 well within kill_timeout. A second signal exits at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
@@ -19,7 +20,13 @@ from bot.deploy.flytoml import load_stage_config
 from bot.store import make_engine
 from bot.store.engine import session_scope
 from bot.store.models import Release
-from tests.fakes.slack_api import slash_command
+from tests.fakes.slack_api import (
+    Message,
+    button_click,
+    event_callback,
+    slash_command,
+    thread_reply,
+)
 from tests.flyharness import NEW, fly_client
 from tests.slack.harness import BOB, CHANNEL, FlybotProcess, SlackWorld, slack_world
 from tests.support import REPO
@@ -64,13 +71,23 @@ async def leases_left(w: SlackWorld) -> list[str]:
         await fly.aclose()
 
 
-async def post_status(bot: FlybotProcess, w: SlackWorld) -> int:
+async def post_status(bot: FlybotProcess, w: SlackWorld) -> tuple[int, str]:
     try:
         async with bot.sender() as send:
-            status, _ = await send.command(slash_command(w.slack, "status shop dev", BOB, "bob"))
-            return status
+            return await send.command(slash_command(w.slack, "status shop dev", BOB, "bob"))
     except aiohttp.ClientError:
-        return 0  # already gone: not taken either
+        return 0, ""  # already gone: not taken either
+
+
+RESTARTING = "flybot is restarting"
+
+
+def told_restarting(status: int, body: str) -> bool:
+    """Slack's own way for a slash command: a 200 whose body is an ephemeral message."""
+    if status != 200:
+        return False
+    answer = json.loads(body)
+    return answer.get("response_type") == "ephemeral" and RESTARTING in answer.get("text", "")
 
 
 @pytest.mark.parametrize(
@@ -92,7 +109,8 @@ async def test_sigterm_during_a_deploy_interrupts_it_cleanly_and_exits_0(
         bot.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
         assert await bot.health() in (503, 0)  # Fly's proxy stops sending traffic here
-        assert await post_status(bot, w) in (503, 0)  # a new command is not taken
+        status, body = await post_status(bot, w)  # a new command is not taken, and said so
+        assert status == 0 or told_restarting(status, body), (status, body)
         code = await asyncio.wait_for(bot.process.wait(), KILL_TIMEOUT.total_seconds())
         elapsed = time.monotonic() - started
         assert code == 0, bot.log
@@ -125,3 +143,80 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
         code = await asyncio.wait_for(bot.process.wait(), 5)
         assert time.monotonic() - started < 2
         assert code == 128 + signal.SIGTERM
+
+
+async def test_what_arrives_while_stopping_is_answered_slacks_way_and_nothing_runs(
+    tmp_path: Path,
+) -> None:
+    """One machine, stopping: Slack retries neither a slash command nor a click, so a 503
+    would lose them with only Slack's generic error shown. Each is acknowledged with a
+    private "restarting, nothing was run" instead; a modal keeps its values with the same
+    words under its field, to be sent again; an event (which Slack does retry) still gets
+    503. Nothing of it runs."""
+    async with slack_world(tmp_path) as w:
+        bot = await start_deploy(w, 30.0, FLYBOT_SHUTDOWN_TIMEOUT="8")
+        assert bot.process is not None
+        async with bot.sender() as send:
+            status, _ = await send.command(
+                slash_command(w.slack, "secrets set shop dev API_TOKEN", BOB, "bob")
+            )
+            assert status == 200
+            await w.slack.wait_for(lambda: w.slack.calls_to("views.open"))
+            [view_id] = [str(c.answer["view"]["id"]) for c in w.slack.calls_to("views.open")]
+            cards_before = [m.ts for m in w.slack.channel(CHANNEL) if m.thread_ts is None]
+            said_before = len(w.slack.private_to(BOB))
+            bot.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            assert bot.process.returncode is None  # draining: the deploy's update takes 30 s
+
+            status, body = await send.command(slash_command(w.slack, "status shop dev", BOB))
+            assert told_restarting(status, body), (status, body)
+
+            card = Message(
+                CHANNEL,
+                cards_before[0],
+                "a card",
+                [
+                    {
+                        "type": "actions",
+                        "elements": [
+                            {
+                                "type": "button",
+                                "action_id": "approval.approve",
+                                "value": "1",
+                                "text": {"type": "plain_text", "text": "Approve"},
+                            }
+                        ],
+                    }
+                ],
+            )
+            status, body = await send.interactive(
+                button_click(w.slack, card, "approval.approve", BOB, "bob")
+            )
+            assert (status, body) == (200, "")  # a click's ack carries no message: Slack
+            # shows the note sent to the click's response_url, to the clicker only
+            await w.slack.wait_for(lambda: len(w.slack.private_to(BOB)) > said_before, 5)
+            [note] = w.slack.private_to(BOB)[said_before:]
+            assert RESTARTING in note and "nothing was run" in note
+            [posted] = [c for c in w.slack.calls_to("response_url") if RESTARTING in c.dump()]
+            assert posted.params.get("replace_original") is False  # the card stays
+
+            submission = w.slack.submission(view_id, BOB, {"API_TOKEN": "v4lue-Kept"}, "bob")
+            status, body = await send.interactive(submission)
+            assert status == 200
+            answer = json.loads(body)
+            assert answer["response_action"] == "errors"
+            [(block, error)] = answer["errors"].items()
+            assert block.startswith("secret:") and RESTARTING in error
+
+            status, _ = await send.event(
+                event_callback(thread_reply(CHANNEL, cards_before[0], BOB, "approve"))
+            )
+            assert status == 503  # Slack retries an event (after 1 and 5 minutes)
+
+        assert await asyncio.wait_for(bot.process.wait(), 30) == 0
+        cards = [m.ts for m in w.slack.channel(CHANNEL) if m.thread_ts is None]
+        assert cards == cards_before  # no status answer, no approval card
+        assert "API_TOKEN" not in w.sim.state.apps[APP].secrets
+        assert not any(RESTARTING in m.all_text() for m in w.slack.channel(CHANNEL))
+    assert "Traceback" not in bot.log, bot.log
