@@ -181,9 +181,9 @@ def _open_requests(engine: Engine, ids: list[int]) -> set[int]:
 
 
 def stale_after(services: Services) -> timedelta:
-    if services.deployer is None:
+    if not services.has_fly:
         return STALE_AFTER
-    return timedelta(seconds=services.deployer.timing.stale_after)
+    return timedelta(seconds=services.timing.stale_after)
 
 
 async def sweep(services: Services) -> None:

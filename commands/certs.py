@@ -12,11 +12,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from bot.clock import utcnow
-from bot.fly import Certificate, FlyAPIError, FlyClient, NotFoundError
+from bot.fly import FlyAPIError, NotFoundError
 from bot.instance import INSTANCE_ID
-from bot.ops import certs as ops
+from bot.lazy import on_first_use
 from bot.store.models import CertificateWatch
 from bot.store.prune import claim_run
 from commands.context import CommandContext, Services
@@ -26,6 +27,12 @@ from commands.port import MessageRef, Reply
 from commands.registry import Param, command
 from commands.roles import Role
 from commands.status import fly_of
+
+if TYPE_CHECKING:
+    from bot.fly import Certificate, FlyClient
+    from bot.ops import certs as ops
+else:
+    ops = on_first_use("bot.ops.certs")
 
 log = logging.getLogger(__name__)
 

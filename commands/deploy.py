@@ -13,15 +13,13 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from bot.deploy.engine import DeployBusy, Deployer
 from bot.deploy.images import exists as image_exists
 from bot.deploy.images import pinned, without_digest
-from bot.deploy.plan import DeployPlan, PlanError, make_plan
 from bot.durations import format_elapsed
-from bot.ops import secrets as secrets_ops
 from bot.store.engine import session_scope
 from bot.store.models import Release
 from commands.context import CommandContext
@@ -32,6 +30,10 @@ from commands.port import MessageRef, Outbox, Reply, Tone
 from commands.registry import Flag, Param, command
 from commands.reply import markup
 from commands.roles import Role
+
+if TYPE_CHECKING:
+    from bot.deploy.engine import Deployer
+    from bot.deploy.plan import DeployPlan
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +170,17 @@ def deployer_of(ctx: CommandContext) -> Deployer:
 
 
 def deploy_plan_of(ctx: CommandContext) -> DeployPlan:
+    from bot.deploy.plan import DeployPlan
+
     assert ctx.plan is not None and isinstance(ctx.plan.detail, DeployPlan)
     return ctx.plan.detail
 
 
 async def start_deploy(ctx: CommandContext, plan: DeployPlan, kind: str = "deploy") -> Release:
     """Claim the app, open the thread, and run the roll-out as a background job."""
+    from bot.deploy.engine import DeployBusy
+    from bot.ops import secrets as secrets_ops
+
     deployer = deployer_of(ctx)
     approvers = ctx.approvers
     if plan.min_secrets_version is None:
@@ -242,6 +249,8 @@ def _plan(plan: DeployPlan, title: str, headline: str = "") -> Plan:
 
 
 async def plan_deploy(ctx: CommandContext) -> Plan:
+    from bot.deploy.plan import PlanError, make_plan
+
     project, stage = ctx.args["project"], ctx.args["stage"]
     entry = ctx.catalog.projects[project]
     stage_entry = entry.stage(stage)
@@ -317,6 +326,8 @@ async def releases(ctx: CommandContext) -> None:
 
 
 async def plan_rollback(ctx: CommandContext) -> Plan:
+    from bot.deploy.plan import PlanError, make_plan
+
     project, stage = ctx.args["project"], ctx.args["stage"]
     entry = ctx.catalog.projects[project]
     stage_entry = entry.stage(stage)

@@ -32,7 +32,7 @@ from sqlmodel import col
 
 from bot import logs, metrics
 from bot.clock import utcnow
-from bot.deploy.engine import EngineTiming
+from bot.deploy.timing import EngineTiming
 from bot.fly import FlyAPIError
 from bot.instance import INSTANCE_ID
 from bot.logs import REDACTOR
@@ -375,11 +375,12 @@ async def run_approved(
 
 def executor_id(services: Services) -> str:
     """This process, as the deploy engine names it (one notion of "alive": bot/instance.py)."""
-    return services.deployer.instance if services.deployer is not None else INSTANCE_ID
+    deployer = services.made_deployer  # made with INSTANCE_ID unless a test gave its own
+    return deployer.instance if deployer is not None else INSTANCE_ID
 
 
 def heartbeat_every(services: Services) -> float:
-    return services.deployer.timing.heartbeat if services.deployer else EngineTiming.heartbeat
+    return services.timing.heartbeat if services.has_fly else EngineTiming.heartbeat
 
 
 def _beat(services: Services, request_id: int, executor: str) -> None:

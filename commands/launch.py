@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.deploy.flytoml import FlyTomlError, StageConfig, load_stage_config
 from bot.deploy.images import ImageNotFound, pin, without_digest
-from bot.deploy.plan import PlanError, majority_image, make_plan, managed_machines
-from bot.fly import FlyAPIError, FlyClient, NotFoundError
+from bot.fly import FlyAPIError, NotFoundError
+from bot.lazy import on_first_use
 from bot.projects import Project, Stage
 from commands.context import CommandContext
 from commands.deploy import start_deploy
@@ -26,6 +26,14 @@ from commands.kinds import PROJECT, SECRET_NAME, STAGE
 from commands.registry import Param, command
 from commands.roles import Role
 from commands.status import fly_of
+
+if TYPE_CHECKING:
+    from bot.deploy import flytoml
+    from bot.deploy import plan as plans
+    from bot.fly import FlyClient
+else:
+    flytoml = on_first_use("bot.deploy.flytoml")
+    plans = on_first_use("bot.deploy.plan")
 
 IP_KINDS = (("v6", "IPv6"), ("shared_v4", "shared IPv4"))  # flyctl's order
 
@@ -83,14 +91,14 @@ def _stage(ctx: CommandContext) -> tuple[Project, Stage]:
 
 
 async def _image(
-    fly: FlyClient, project: Project, stage: Stage, config: StageConfig
+    fly: FlyClient, project: Project, stage: Stage, config: flytoml.StageConfig
 ) -> tuple[str, str]:
     if config.build_image:
         return config.build_image, "[build] image"
     if stage.position > 0:
         previous = project.stages[stage.position - 1]
         try:
-            image, _ = majority_image(await managed_machines(fly, previous.app))
+            image, _ = plans.majority_image(await plans.managed_machines(fly, previous.app))
         except NotFoundError:
             image = ""
         if image:
@@ -107,8 +115,8 @@ async def plan_launch(ctx: CommandContext) -> Plan:
     fly = fly_of(ctx)
     org = ctx.services.settings.fly_org
     try:
-        config = load_stage_config(stage.config_file)
-    except FlyTomlError as exc:
+        config = flytoml.load_stage_config(stage.config_file)
+    except flytoml.FlyTomlError as exc:
         raise CommandError(f"{exc}; nothing was changed.") from None
     if config.app != stage.app:
         raise CommandError(
@@ -230,8 +238,8 @@ async def launch(ctx: CommandContext) -> None:
             raise _failed(done, "setting the secrets", exc, plan.app) from None
         done.append(f"secrets {', '.join(plan.secrets)} set")
     try:
-        deploy_plan = await make_plan(fly, project, stage, image=plan.image)
-    except (PlanError, FlyAPIError) as exc:
+        deploy_plan = await plans.make_plan(fly, project, stage, image=plan.image)
+    except (plans.PlanError, FlyAPIError) as exc:
         raise CommandError(
             f"Launch of {plan.app}: {'; '.join(done)}; the first deploy could not be planned: "
             f"{exc}. Run `/fly deploy {project.name} {stage.name}` to finish."

@@ -4,15 +4,21 @@ log lines from Fly's log endpoint, as one code block cut from the top to fit the
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from bot.fly import NotFoundError
-from bot.ops.logs import format_line
+from bot.lazy import on_first_use
 from commands.context import CommandContext
 from commands.errors import CommandError, UsageError
 from commands.kinds import PROJECT, STAGE, Binding, Kind
 from commands.registry import Flag, Param, command
 from commands.roles import Role
 from commands.status import fly_of
+
+if TYPE_CHECKING:
+    from bot.ops import logs as ops
+else:
+    ops = on_first_use("bot.ops.logs")
 
 DEFAULT_LINES = 50
 MAX_LINES = 500
@@ -91,6 +97,6 @@ async def logs(ctx: CommandContext) -> None:
     await ctx.say(
         f"Newest {len(entries)} line(s)" + (f" of {scope}" if scope else "") + ", oldest first.",
         title=title,
-        code=tuple(format_line(e) for e in entries),
+        code=tuple(ops.format_line(e) for e in entries),
         code_tail=True,
     )

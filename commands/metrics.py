@@ -5,8 +5,9 @@ with the newest numbers in its caption and a link to Fly's managed Grafana for t
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from bot.ops import metrics as ops
+from bot.lazy import on_first_use
 from commands.context import CommandContext
 from commands.kinds import PROJECT, STAGE, choice
 from commands.port import Attachment
@@ -14,7 +15,14 @@ from commands.registry import Flag, Param, command
 from commands.roles import Role
 from commands.status import fly_of
 
-SINCE = choice("since", tuple(ops.WINDOWS), "a window: 1h, 6h, 24h or 7d")
+if TYPE_CHECKING:
+    from bot.ops import metrics as ops
+else:
+    ops = on_first_use("bot.ops.metrics")
+
+# bot/ops/metrics.py's WINDOWS, named here so the verb's spec loads without it (a test
+# holds the two equal).
+SINCE = choice("since", ("1h", "6h", "24h", "7d"), "a window: 1h, 6h, 24h or 7d")
 
 
 @command(

@@ -6,8 +6,9 @@ without a config change. It is the same restart plan `/fly secrets` hands secret
 
 from __future__ import annotations
 
-from bot.deploy.plan import DeployPlan
-from bot.ops.secrets import restart_plan
+from typing import TYPE_CHECKING
+
+from bot.lazy import on_first_use
 from commands.context import CommandContext
 from commands.deploy import deploy_plan_of, deployer_of, start_deploy
 from commands.errors import CommandError
@@ -17,6 +18,12 @@ from commands.logs import MACHINE
 from commands.registry import Flag, Param, command
 from commands.roles import Role
 
+if TYPE_CHECKING:
+    from bot.deploy.plan import DeployPlan
+    from bot.ops import secrets as secrets_ops
+else:
+    secrets_ops = on_first_use("bot.ops.secrets")
+
 
 async def plan_restart(ctx: CommandContext) -> Plan:
     project, stage_name = ctx.args["project"], ctx.args["stage"]
@@ -24,7 +31,7 @@ async def plan_restart(ctx: CommandContext) -> Plan:
     stage = entry.stage(stage_name)
     assert stage is not None
     group, machine = ctx.flags.get("group"), ctx.flags.get("machine")
-    plan: DeployPlan | None = await restart_plan(
+    plan: DeployPlan | None = await secrets_ops.restart_plan(
         deployer_of(ctx).fly,
         entry,
         stage,

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.deploy.flytoml import FlyTomlError, StageConfig, load_stage_config
 from bot.deploy.guest import PRESETS, parse_memory_mb
-from bot.deploy.plan import DeployPlan, GroupPlan, majority_image, managed_machines
-from bot.fly import FlyClient, Machine
-from bot.ops import scale as ops
+from bot.lazy import on_first_use
 from bot.projects import Project, Stage
 from commands.context import CommandContext
 from commands.deploy import deploy_plan_of, deployer_of, start_deploy
@@ -26,6 +23,16 @@ from commands.kinds import GROUP, PROJECT, STAGE, Binding, Kind, _groups_of
 from commands.registry import Flag, Param, command
 from commands.roles import Role
 from commands.status import fly_of
+
+if TYPE_CHECKING:
+    from bot.deploy import flytoml
+    from bot.deploy import plan as plans
+    from bot.fly import FlyClient, Machine
+    from bot.ops import scale as ops
+else:
+    flytoml = on_first_use("bot.deploy.flytoml")
+    plans = on_first_use("bot.deploy.plan")
+    ops = on_first_use("bot.ops.scale")
 
 
 def _count(label: str, word: str, binding: Binding) -> tuple[str, int]:
@@ -84,13 +91,13 @@ SIZE = Kind("size", f"a Fly size: {', '.join(PRESETS)}", _size, choices=tuple(PR
 MEMORY = Kind("memory", "megabytes, e.g. 512 or 1gb", _memory, value_type="integer")
 
 
-def _stage(ctx: CommandContext) -> tuple[Project, Stage, StageConfig]:
+def _stage(ctx: CommandContext) -> tuple[Project, Stage, flytoml.StageConfig]:
     project = ctx.catalog.projects[ctx.args["project"]]
     stage = project.stage(ctx.args["stage"])
     assert stage is not None
     try:
-        config = load_stage_config(stage.config_file)
-    except FlyTomlError as exc:
+        config = flytoml.load_stage_config(stage.config_file)
+    except flytoml.FlyTomlError as exc:
         raise CommandError(f"{exc}; nothing was changed.") from None
     if config.app != stage.app:
         raise CommandError(
@@ -126,7 +133,7 @@ async def scale_show(ctx: CommandContext) -> None:
     _, stage, config = _stage(ctx)
     fly = fly_of(ctx)
     machines, volumes = await asyncio.gather(
-        managed_machines(fly, stage.app), fly.list_volumes(stage.app)
+        plans.managed_machines(fly, stage.app), fly.list_volumes(stage.app)
     )
     groups = _by_group(machines)
     lines: list[str] = []
@@ -169,11 +176,11 @@ async def scale_show(ctx: CommandContext) -> None:
 
 
 async def _fresh_configs(
-    fly: FlyClient, stage: Stage, config: StageConfig, machines: list[Machine]
+    fly: FlyClient, stage: Stage, config: flytoml.StageConfig, machines: list[Machine]
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """fly.toml's config for each group, with the image the app runs now and the release
     metadata its machines carry (flyctl: the latest complete release's)."""
-    image, _ = majority_image(machines)
+    image, _ = plans.majority_image(machines)
     if not image:
         current = await fly.current_release(stage.app)  # no machine left: Fly's last release
         image = (current.image_ref or "") if current else ""
@@ -197,17 +204,17 @@ def _scale_plan(
     ctx: CommandContext,
     project: Project,
     stage: Stage,
-    config: StageConfig,
+    config: flytoml.StageConfig,
     machines: list[Machine],
-    groups: tuple[GroupPlan, ...],
+    groups: tuple[plans.GroupPlan, ...],
     lines: list[str],
     notes: list[str],
     what: str,
 ) -> Plan:
-    image, digest = majority_image(machines)
+    image, digest = plans.majority_image(machines)
     if not any(g.update or g.create_regions or g.remove for g in groups):
         raise CommandError(f"{_where(ctx)} is already scaled as asked: nothing to change.")
-    plan = DeployPlan(
+    plan = plans.DeployPlan(
         project=project.name,
         stage=stage.name,
         app=stage.app,
@@ -238,7 +245,7 @@ def _scale_plan(
 async def plan_count(ctx: CommandContext) -> Plan:
     project, stage, config = _stage(ctx)
     fly = deployer_of(ctx).fly
-    machines = await managed_machines(fly, stage.app)
+    machines = await plans.managed_machines(fly, stage.app)
     volumes = await fly.list_volumes(stage.app)
     wanted: dict[str, int] = {}
     for group, count in ctx.args["counts"]:
@@ -253,7 +260,7 @@ async def plan_count(ctx: CommandContext) -> Plan:
         fresh, _ = await _fresh_configs(fly, stage, config, machines)
     pool = ops.VolumePool.of(volumes)
     primary = config.primary_region or "iad"
-    groups: list[GroupPlan] = []
+    groups: list[plans.GroupPlan] = []
     lines: list[str] = []
     try:
         for group, count in wanted.items():
@@ -269,7 +276,7 @@ async def plan_count(ctx: CommandContext) -> Plan:
             )
             lines.extend(counted.lines())
             groups.append(
-                GroupPlan(
+                plans.GroupPlan(
                     group=group,
                     config=counted.config,
                     create_regions=counted.create_regions,
@@ -333,7 +340,7 @@ async def plan_vm(ctx: CommandContext) -> Plan:
                 f"say which with --group, e.g. --group {config.groups[0]}."
             )
         group = config.groups[0]
-    machines = await managed_machines(deployer_of(ctx).fly, stage.app)
+    machines = await plans.managed_machines(deployer_of(ctx).fly, stage.app)
     members = _by_group(machines).get(group, [])
     if not members:
         raise CommandError(
@@ -362,7 +369,10 @@ async def plan_vm(ctx: CommandContext) -> Plan:
     warning = ops.undo_warning(stage.config_file.name, group, toml_guest, bool(config.vms), guest)
     if warning:
         notes.append(warning)
-    groups = (GroupPlan(group=group, config={}, update=tuple(changing), guest=guest.to_json()),)
+    group_plan = plans.GroupPlan(
+        group=group, config={}, update=tuple(changing), guest=guest.to_json()
+    )
+    groups = (group_plan,)
     return _scale_plan(ctx, project, stage, config, machines, groups, lines, notes, "vm")
 
 

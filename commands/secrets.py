@@ -18,9 +18,9 @@ import asyncio
 import hashlib
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from bot.deploy.plan import DeployPlan
-from bot.ops import secrets as ops
+from bot.lazy import on_first_use
 from bot.projects import Project, Stage
 from commands.context import CommandContext
 from commands.deploy import deploy_plan_of, deployer_of, start_deploy
@@ -30,6 +30,12 @@ from commands.kinds import PROJECT, SECRET_NAME, STAGE, SWITCH
 from commands.registry import Flag, Param, command
 from commands.roles import Role
 from commands.status import fly_of
+
+if TYPE_CHECKING:
+    from bot.deploy.plan import DeployPlan
+    from bot.ops import secrets as ops
+else:
+    ops = on_first_use("bot.ops.secrets")
 
 STAGE_FLAG = Flag(
     "stage",

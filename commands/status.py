@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from bot.fly import FlyAPIError, FlyClient, Machine
-from bot.ops.attached import attached_lines
+from bot.fly import FlyAPIError
+from bot.lazy import on_first_use
 from bot.store import locks
 from commands.context import CommandContext
 from commands.errors import CommandError
 from commands.kinds import PROJECT, STAGE
 from commands.registry import Param, command
 from commands.roles import Role
+
+if TYPE_CHECKING:
+    from bot.fly import FlyClient, Machine
+    from bot.ops import attached
+else:
+    attached = on_first_use("bot.ops.attached")
 
 
 def fly_of(ctx: CommandContext) -> FlyClient:
@@ -69,12 +76,12 @@ async def status(ctx: CommandContext) -> None:
     if ips:
         fields.append(("IPs", ", ".join(f"{i.ip} ({i.type})" for i in ips)))
     catalog_apps = {s.app for p in ctx.catalog.projects.values() for s in p.stages}
-    attached = await attached_lines(
+    databases = await attached.attached_lines(
         fly_of(ctx), ctx.services.settings.fly_org, stage.app, catalog_apps
     )
-    if attached:
+    if databases:
         lines.append("databases")
-        lines.extend(f"  {line}" for line in attached)
+        lines.extend(f"  {line}" for line in databases)
     if held is not None:
         reason = f": {held.reason}" if held.reason else ""
         fields.append(

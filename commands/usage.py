@@ -13,23 +13,14 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from bot.clock import utcnow
-from bot.deploy.flytoml import FlyTomlError, load_stage_config
 from bot.fly import FlyAPIError
 from bot.instance import INSTANCE_ID
+from bot.lazy import on_first_use
 from bot.store.models import UsageSubscription
-from bot.usage import alerts, collector, schedule
 from bot.usage.config import UsageConfig
-from bot.usage.figures import (
-    MACHINE_HOURS,
-    VOLUME_GB_MONTHS,
-    MonthFigures,
-    compute_month,
-    metric_name,
-    month_days,
-    outbound_metric,
-)
 from bot.usage.regions import GROUPS, SHORT_NAMES
 from commands.context import CommandContext, Services
 from commands.errors import CommandError, UsageError
@@ -38,6 +29,17 @@ from commands.port import Attachment, Button, ChannelRef, Reply
 from commands.registry import Flag, Param, command
 from commands.reply import Text, markup
 from commands.roles import Role
+
+if TYPE_CHECKING:
+    from bot.deploy import flytoml
+    from bot.usage import alerts, collector, schedule
+    from bot.usage import figures as usage_figures
+else:
+    flytoml = on_first_use("bot.deploy.flytoml")
+    alerts = on_first_use("bot.usage.alerts")
+    collector = on_first_use("bot.usage.collector")
+    schedule = on_first_use("bot.usage.schedule")
+    usage_figures = on_first_use("bot.usage.figures")
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +130,13 @@ async def refresh(services: Services) -> collector.Collected | None:
         return None
 
 
-def month_figures(services: Services, month: str, project: str | None = None) -> MonthFigures:
-    days = month_days(month)
+def month_figures(
+    services: Services, month: str, project: str | None = None
+) -> usage_figures.MonthFigures:
+    days = usage_figures.month_days(month)
     rows = collector.samples(services.engine, days[0], days[-1])
     statuses = collector.day_statuses(services.engine, days[0], days[-1])
-    return compute_month(
+    return usage_figures.compute_month(
         month, rows, statuses, services.catalog.usage, utcnow().date(), _apps_of(services, project)
     )
 
@@ -157,7 +161,9 @@ def _day_list(days: list[str]) -> str:
     return ", ".join(f"{a:%b} {a.day}" if a == b else f"{a:%b} {a.day}–{b.day}" for a, b in runs)
 
 
-def report_lines(figures: MonthFigures, config: UsageConfig) -> tuple[list[str], list[str]]:
+def report_lines(
+    figures: usage_figures.MonthFigures, config: UsageConfig
+) -> tuple[list[str], list[str]]:
     """(lines, table) of a month's report."""
     lines: list[str] = []
     table = [f"{'machines':<26}{'running':>11}{'stopped':>11}"]
@@ -167,19 +173,19 @@ def report_lines(figures: MonthFigures, config: UsageConfig) -> tuple[list[str],
         table.append(f"{label:<26}{running:>9.1f} h{stopped:>9.1f} h")
     if len(table) == 1:
         table.append("(no machines sampled)")
-    free = figures.trend(MACHINE_HOURS)
+    free = figures.trend(usage_figures.MACHINE_HOURS)
     lines.append(
         f"Machine-hours of {config.free_size} {config.free_memory_mb} MB: {free.used:,.1f} h of "
         f"{config.machine_hours:,.0f} h free ({_pct(free.used, free.allowance)})"
     )
-    volumes = figures.trend(VOLUME_GB_MONTHS)
+    volumes = figures.trend(usage_figures.VOLUME_GB_MONTHS)
     lines.append(
         f"Volumes: {volumes.used:.2f} GB-months of {config.volume_gb:g} free "
         f"({_pct(volumes.used, volumes.allowance)})"
     )
     out = []
     for group in GROUPS:
-        trend = figures.trend(outbound_metric(group))
+        trend = figures.trend(usage_figures.outbound_metric(group))
         out.append(
             f"{SHORT_NAMES[group]} {trend.used:.2f} GB of {trend.allowance:g} "
             f"({_pct(trend.used, trend.allowance)})"
@@ -398,8 +404,8 @@ def _non_production(services: Services) -> dict[str, tuple[str, str, tuple[str, 
     for project in services.catalog.projects.values():
         for stage in project.stages[:-1]:
             try:
-                groups = load_stage_config(stage.config_file).groups
-            except (FlyTomlError, OSError):
+                groups = flytoml.load_stage_config(stage.config_file).groups
+            except (flytoml.FlyTomlError, OSError):
                 continue  # no suggestion for a stage whose fly.toml does not read
             out[stage.app] = (project.name, stage.name, tuple(groups))
     return out
@@ -426,7 +432,7 @@ async def check_alerts(services: Services) -> int:
         trend = crossing.trend
         suggestion = alerts.suggestion_for(figures, trend, stages)
         text = (
-            f"⚠ {metric_name(trend.metric)} is at {trend.percent:.0f}% of its free "
+            f"⚠ {usage_figures.metric_name(trend.metric)} is at {trend.percent:.0f}% of its free "
             f"{alerts.amount(trend.allowance, trend.unit)} this month "
             f"({crossing.threshold}% threshold); {alerts.forecast_line(trend)}."
         )

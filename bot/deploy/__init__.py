@@ -1,11 +1,5 @@
-"""The deploy engine: stage config reading (flytoml) and, later, the roll-out itself."""
+"""Deploys: stage config reading (flytoml), plans, images and the roll-out engine.
 
-from bot.deploy.flytoml import (
-    DeploySettings,
-    FlyTomlError,
-    StageConfig,
-    load_stage_config,
-    with_release,
-)
-
-__all__ = ["DeploySettings", "FlyTomlError", "StageConfig", "load_stage_config", "with_release"]
+Nothing is imported here: `flybot run` loads these modules on the first command that needs
+them (tests/runtime/test_lean_start.py), so import the module you use.
+"""

@@ -11,8 +11,12 @@ the digest decides what is pulled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.fly import FlyAPIError, FlyClient
+from bot.fly import FlyAPIError
+
+if TYPE_CHECKING:
+    from bot.fly import FlyClient
 
 DOCKER_HUB = "docker.io"
 

@@ -17,7 +17,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.deploy.engine import EngineTiming
+from bot.deploy.timing import EngineTiming
 from bot.runtime.recovery import recover_interrupted
 from bot.runtime.scheduler import APPROVAL_SWEEP_EVERY, start_scheduler
 from bot.runtime.services import build_services, fly_client
@@ -73,15 +73,15 @@ class Runtime:
         if grace is None:
             await jobs.wait_all()
         else:
-            if self.services.deployer is not None:
-                self.services.deployer.interrupt(reason or "flybot is shutting down")
+            if self.services.made_deployer is not None:  # else no deploy ever ran here
+                self.services.made_deployer.interrupt(reason or "flybot is shutting down")
             if not await jobs.wait_all(grace):
                 log.warning("shutdown: %d jobs still running after %.0f s: cancelled",
                             jobs.cancel_all(), grace)
                 if not await jobs.wait_all(CANCEL_GRACE):
                     log.error("shutdown: jobs did not end %.0f s after cancel", CANCEL_GRACE)
-        if self.services.fly is not None:
-            await self.services.fly.aclose()
+        if self.services.made_fly is not None:
+            await self.services.made_fly.aclose()
         self.services.engine.dispose()
         self.started = False
 

@@ -3,9 +3,13 @@ scheduler's sweep."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from bot.store.models import Release
+from sqlmodel import col, select
+
+from bot.store.engine import session_scope
+from bot.store.models import ACTIVE_DEPLOY_STATES, Release
 from commands.approvals import fail_stuck, stale_after
 from commands.context import Services
 from commands.port import MessageRef, NoRoute, Reply
@@ -21,12 +25,23 @@ async def recover_interrupted(services: Services) -> list[Release]:
     return await recover_deploys(services)
 
 
+def _any_active_deploy(services: Services) -> bool:
+    query = select(Release.id).where(col(Release.state).in_(ACTIVE_DEPLOY_STATES)).limit(1)
+    with session_scope(services.engine) as session:
+        return session.exec(query).first() is not None
+
+
 async def recover_deploys(services: Services) -> list[Release]:
     """Deploys whose process died (a heartbeat silent for the engine's `stale_after`) are
     closed and their threads told: at start, and from the scheduler's periodic sweep, so an
-    app is never blocked until a restart. Safe on any number of instances at once."""
-    if services.deployer is None:
+    app is never blocked until a restart. Safe on any number of instances at once.
+
+    With no deploy queued or running anywhere there is nothing to close: the engine is not
+    even loaded (a start, and most sweeps)."""
+    if not services.has_fly or not await asyncio.to_thread(_any_active_deploy, services):
         return []
+    deployer = services.deployer
+    assert deployer is not None
     router = services.router
 
     async def notify(release: Release) -> None:
@@ -59,7 +74,7 @@ async def recover_deploys(services: Services) -> list[Release]:
                 "deploy %s v%s: cannot tell its thread: %s", release.app, release.version, exc
             )
 
-    recovered = await services.deployer.recover(notify)
+    recovered = await deployer.recover(notify)
     for release in recovered:
         log.warning("deploy %s v%s was %s", release.app, release.version, release.state)
     return recovered

@@ -53,11 +53,11 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         max_instances=1,
         coalesce=True,
     )
-    if services.deployer is not None:
+    if services.has_fly:
         scheduler.add_job(
             recover_deploys,
             "interval",
-            seconds=services.deployer.timing.sweep_every,
+            seconds=services.timing.sweep_every,
             args=(services,),
             id="deploy-sweep",
             max_instances=1,
@@ -72,7 +72,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
         max_instances=1,
         coalesce=True,
     )
-    if services.fly is not None:
+    if services.has_fly:
         # Both are claimed in the database (commands/certs.py), so asking often is cheap and
         # N instances still check each period once.
         scheduler.add_job(
@@ -93,7 +93,7 @@ def start_scheduler(services: Services, every: float = APPROVAL_SWEEP_EVERY) -> 
             max_instances=1,
             coalesce=True,
         )
-    if services.fly is not None:
+    if services.has_fly:
         # Each day and each report is claimed in the database (bot/usage/), so every
         # instance asking still samples a day once and posts a report once.
         scheduler.add_job(

@@ -1,10 +1,12 @@
 """From settings to the services the command layer stands on (database migrated, projects
-loaded, first admins seeded, Fly connected)."""
+loaded, first admins seeded; Fly's client and the deploy engine made on first use)."""
 
 from __future__ import annotations
 
-from bot.deploy.engine import Deployer, EngineTiming
-from bot.fly import FlyClient, FlyConfig
+from typing import TYPE_CHECKING
+
+from bot.deploy.timing import EngineTiming
+from bot.fly.config import FlyConfig
 from bot.projects import load_catalog, sync_catalog
 from bot.settings import Settings
 from bot.store import make_engine, upgrade
@@ -12,33 +14,43 @@ from commands import build_registry
 from commands.context import Services
 from commands.permissions import ensure_admins
 
+if TYPE_CHECKING:
+    from bot.fly import FlyClient
+
 
 def build_services(settings: Settings, timing: EngineTiming | None = None) -> Services:
-    """Migrate the database, load flybot.toml, seed the first admins, connect to Fly."""
+    """Migrate the database, load flybot.toml, seed the first admins; Fly is connected on
+    the first call that needs it (`Services.fly`)."""
     catalog = load_catalog(settings.config_path)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sync_catalog(engine, catalog)
     ensure_admins(engine, settings.admins + catalog.admins)
-    fly = fly_client(settings)
     return Services(
         engine=engine,
         catalog=catalog,
         settings=settings,
         registry=build_registry(),
-        fly=fly,
-        deployer=Deployer(engine, fly, timing or EngineTiming.from_env()) if fly else None,
+        fly_config=fly_config(settings),
+        deploy_timing=timing or EngineTiming.from_env(),
+    )
+
+
+def fly_config(settings: Settings) -> FlyConfig | None:
+    if not settings.fly_api_token:
+        return None
+    return FlyConfig(
+        token=settings.fly_api_token,
+        org=settings.fly_org,
+        flaps_base_url=settings.fly_flaps_base_url,
+        api_base_url=settings.fly_api_base_url,
     )
 
 
 def fly_client(settings: Settings) -> FlyClient | None:
-    if not settings.fly_api_token:
+    config = fly_config(settings)
+    if config is None:
         return None
-    return FlyClient(
-        FlyConfig(
-            token=settings.fly_api_token,
-            org=settings.fly_org,
-            flaps_base_url=settings.fly_flaps_base_url,
-            api_base_url=settings.fly_api_base_url,
-        )
-    )
+    from bot.fly.client import FlyClient
+
+    return FlyClient(config)

@@ -43,6 +43,10 @@ def make_engine(url: str) -> Engine:
         }
     else:
         kwargs["pool_pre_ping"] = True
+    if parsed.get_backend_name() == "postgresql":
+        from bot.store.models import use_postgresql
+
+        use_postgresql()
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint, text
+from sqlalchemy import Index, Table, UniqueConstraint, event, text
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utcnow
@@ -136,6 +137,7 @@ class LinkRequest(SQLModel, table=True):
 
 
 ACTIVE_DEPLOY_STATES = ("queued", "running")
+ACTIVE_DEPLOY_WHERE = "state IN ('queued', 'running')"
 
 
 class Release(SQLModel, table=True):
@@ -148,13 +150,9 @@ class Release(SQLModel, table=True):
     __tablename__ = "release"
     __table_args__ = (
         UniqueConstraint("app", "version"),
-        Index(
-            "uq_release_active_app",
-            "app",
-            unique=True,
-            sqlite_where=text("state IN ('queued', 'running')"),
-            postgresql_where=text("state IN ('queued', 'running')"),
-        ),
+        # Its `postgresql_where` is added by `use_postgresql()`: naming it here would load
+        # SQLAlchemy's PostgreSQL dialect in every process, SQLite ones too.
+        Index("uq_release_active_app", "app", unique=True, sqlite_where=text(ACTIVE_DEPLOY_WHERE)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -378,3 +376,18 @@ class UsageAlert(SQLModel, table=True):
     action_line: str = Field(default="", max_length=300)  # the suggested command, if any
     sent_by: str = Field(default="", max_length=64)
     sent_at: datetime = Field(default_factory=utcnow)
+
+
+def use_postgresql() -> None:
+    """Give the partial indexes their PostgreSQL form (idempotent): called when a PostgreSQL
+    engine is made (bot/store/engine.py) and before the release table is created on one."""
+    for index in Release.__table__.indexes:  # type: ignore[attr-defined]
+        options = index.dialect_options["postgresql"]  # loads the dialect: on PostgreSQL
+        if index.name == "uq_release_active_app" and options["where"] is None:
+            options["where"] = text(ACTIVE_DEPLOY_WHERE)
+
+
+@event.listens_for(Release.__table__, "before_create")  # type: ignore[attr-defined]
+def _before_create(table: Table, connection: Any, **_: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        use_postgresql()

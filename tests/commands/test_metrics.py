@@ -145,3 +145,10 @@ def test_quantile_matches_prometheus_interpolation() -> None:
     assert quantile(0.1, buckets) == pytest.approx(0.04)
     assert quantile(0.99, buckets) == 0.5  # in +Inf: the highest finite bound
     assert quantile(0.5, [(0.1, 0.0), (float("inf"), 0.0)]) is None
+
+
+def test_the_verbs_windows_are_the_ones_the_reader_knows() -> None:
+    from bot.ops.metrics import WINDOWS
+    from commands.metrics import SINCE
+
+    assert SINCE.choices == tuple(WINDOWS)

@@ -15,8 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_schema_validator import OAS30Validator
 
-from bot.deploy import FlyTomlError, StageConfig, load_stage_config, with_release
-from bot.deploy.flytoml import format_go_duration, parse_go_duration
+from bot.deploy.flytoml import (
+    FlyTomlError,
+    StageConfig,
+    format_go_duration,
+    load_stage_config,
+    parse_go_duration,
+    with_release,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "ping-go"

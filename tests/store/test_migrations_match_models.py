@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import tomllib
+from typing import Any
 
 import sqlmodel.sql.sqltypes
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_mock_engine
 from sqlmodel import SQLModel
 
 import bot.store.models  # noqa: F401  (registers the tables)
@@ -44,3 +46,18 @@ def test_the_sqlmodel_floor_has_every_type_the_migrations_name() -> None:
     version = tuple(int(part) for part in floor.group(1).split("."))
     if "UTCDateTime" in named:
         assert version >= FIRST_WITH_UTCDATETIME, requirement
+
+
+def test_create_all_on_postgresql_makes_the_partial_index_without_flybots_engine() -> None:
+    """The PostgreSQL form of the one-active-deploy index is added by a dialect-aware hook
+    (bot/store/models.py), not named in the model: a `create_all` on any PostgreSQL engine
+    still makes it partial."""
+    statements: list[str] = []
+
+    def executor(sql: Any, *_: Any, **__: Any) -> None:
+        statements.append(str(sql.compile(dialect=engine.dialect)))
+
+    engine = create_mock_engine("postgresql+psycopg://", executor)
+    SQLModel.metadata.create_all(engine)
+    [index] = [s for s in statements if "uq_release_active_app" in s]
+    assert "WHERE state IN ('queued', 'running')" in index
