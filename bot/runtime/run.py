@@ -258,14 +258,20 @@ async def serve(runtime: Runtime, settings: Settings, stop: asyncio.Event | None
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, on_signal, signum)
     served = False
+    # What start-up made (modules, the registry, bolt, SQLAlchemy's caches) lives as long as
+    # the process: out of the collector's way, a full collection stays short. No collection
+    # first: it would cost tens of milliseconds of the start for little (with the collector
+    # on through start-up one found nothing to free; `flybot run` keeps it off through its
+    # imports, bot/runtime/cli.py, which leaves a few thousand unreachable objects, frozen
+    # with the rest). On again before what waits on the network: a chat gateway may take its
+    # time, and requests can already arrive.
+    gc.freeze()
+    gc.enable()
     try:
         for adapter in server.adapters.values():
             await adapter.connect()
         await work.call(runtime.start())
-        # What start-up made (modules, the registry, bolt, SQLAlchemy's caches) lives as long
-        # as the process: out of the collector's way, a full collection stays short.
-        gc.collect()
-        gc.freeze()
+        gc.freeze()  # and what connecting and the runtime's start made
         server.ready = served = True
         modes = []
         if slack is not None:

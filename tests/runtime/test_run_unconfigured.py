@@ -3,11 +3,15 @@ serve and the variables each lacks, creates no database file, and exits 2."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bot.runtime.cli import main
 from tests.support import REPO
 
 OURS = ("SLACK_", "DISCORD_", "FLY_", "FLYBOT_")
@@ -49,3 +53,19 @@ def test_a_token_no_adapter_of_run_uses_is_named_but_its_value_never_shown(
     assert value not in result.stderr
     assert "FLY_API_TOKEN" not in result.stderr  # it is set: not listed as missing
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_collector_is_on_again_when_run_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` turns the cyclic collector off for start-up (serve() turns it on once serving):
+    a `run` that stops before serving leaves it on too."""
+    for name in list(os.environ):
+        if name.startswith(OURS):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert gc.isenabled()
+    assert main(["run"]) == 2
+    assert "nothing to run" in capsys.readouterr().err
+    assert gc.isenabled()
