@@ -40,6 +40,7 @@ ON_FIRST_USE = (
     "bot.usage.alerts",
     "bot.usage.collector",
     "bot.usage.figures",
+    "bot.usage.schedule",
     "httpcore",  # httpx's transport: made with Fly's client
 )
 
