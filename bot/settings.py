@@ -42,6 +42,7 @@ class Settings:
     # cheap, as each run stays claimed once per period across instances.
     scheduler_ask_every: float | None = None
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT  # seconds running work gets on SIGTERM
+    fly_machine_id: str | None = None  # FLY_MACHINE_ID: set when running on a Fly machine
     # Tokens are kept out of repr() so a logged Settings never shows them.
     fly_api_token: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -138,6 +139,7 @@ class Settings:
         return cls(
             database_url=env.get("FLYBOT_DATABASE_URL") or DEFAULT_DATABASE_URL,
             shutdown_timeout=shutdown_timeout,
+            fly_machine_id=env.get("FLY_MACHINE_ID") or None,
             config_path=config_path,
             fly_org=env.get("FLY_ORG") or "personal",
             fly_flaps_base_url=(env.get("FLY_FLAPS_BASE_URL") or DEFAULT_FLAPS_BASE_URL).rstrip(

@@ -18,12 +18,15 @@ job runner, so the HTTP answer never waits for the database, Fly or Slack. Deliv
 Retries (X-Slack-Retry-Num, the same trigger twice, another instance) carry the same
 delivery id, which the pipeline claims in the database: a retry never runs a command twice.
 
-Stopping (`stop_intake`), nothing new runs, and nothing is dropped without a word. Slack
-retries neither a slash command nor an interaction, so a refusal would lose them behind
-Slack's generic error: each is acknowledged with a private "flybot is restarting, nothing was
-run" (a command's ack carries it; a click's goes to its response_url; a modal keeps its
-values and shows it under the first field, to be sent again). An event (a thread reply, the
-Home tab) gets 503: Slack retries events, a minute and five minutes later.
+Stopping (`stop_intake`), nothing new runs, and nothing is dropped without a word. On a Fly
+machine a delivery is first handed back to Fly's proxy (`fly-replay: elsewhere=true`), which
+delivers it to another machine of the app; when there is none it comes back here, marked
+`fly-replay-failed`. Slack retries neither a slash command nor an interaction, so a refusal
+would lose them behind Slack's generic error: each is acknowledged with a private "flybot is
+restarting, nothing was run" (a command's ack carries it; a click's goes to its
+response_url; a modal keeps its values and shows it under the first field, to be sent
+again). An event (a thread reply, the Home tab) gets 503: Slack retries events, a minute and
+five minutes later.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ log = logging.getLogger(__name__)
 Ack = Callable[..., Awaitable[None]]
 THREAD_LOOKUPS = 6  # tries to find the request of a thread an approve/reject was typed in
 THREAD_LOOKUP_PAUSE = 0.2  # seconds, times the attempt
+# To Fly's proxy: deliver it to another machine; when there is none, back here within 1 s,
+# so 2 of Slack's 3 s are left to answer it. One that was replayed already is answered here.
+FLY_REPLAY = "elsewhere=true;timeout=1s;fallback=force_self"
 
 
 class _IgnoredTokenNotice(logging.Filter):
@@ -241,6 +247,14 @@ class SlackAdapter:
     async def handle_http(self, request: web.Request) -> web.Response:
         """bolt's endpoint: signature checked, then the listeners below."""
         with self.worker.answering():
+            replayed = "fly-replay-src" in request.headers or "fly-replay-failed" in request.headers
+            if not self.intake and self.settings.fly_machine_id and not replayed:
+                # A 503 to anything that is not Fly's proxy, which reads the header instead.
+                return web.Response(
+                    status=503,
+                    text="flybot is restarting",
+                    headers={"fly-replay": FLY_REPLAY, "Retry-After": "60"},
+                )
             if not self.intake and request.content_type == "application/json":
                 # An Events API delivery: not acknowledged, so Slack delivers it again later.
                 return web.Response(

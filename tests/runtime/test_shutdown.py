@@ -20,8 +20,10 @@ from bot.deploy.flytoml import load_stage_config
 from bot.store import make_engine
 from bot.store.engine import session_scope
 from bot.store.models import Release
+from tests.fakes.fly_proxy import running_fly_proxy
 from tests.fakes.slack_api import (
     Message,
+    SlackSender,
     button_click,
     event_callback,
     slash_command,
@@ -220,3 +222,48 @@ async def test_what_arrives_while_stopping_is_answered_slacks_way_and_nothing_ru
         assert "API_TOKEN" not in w.sim.state.apps[APP].secrets
         assert not any(RESTARTING in m.all_text() for m in w.slack.channel(CHANNEL))
     assert "Traceback" not in bot.log, bot.log
+
+
+async def test_on_fly_a_stopping_machine_hands_a_command_to_another_one(tmp_path: Path) -> None:
+    """Behind Fly's proxy, a stopping machine answers with `fly-replay: elsewhere=true`: the
+    proxy delivers the same signed request to the other machine, which runs it."""
+    async with slack_world(tmp_path) as w, running_fly_proxy() as proxy:
+        stopping = await start_deploy(
+            w, 30.0, FLYBOT_SHUTDOWN_TIMEOUT="8", FLY_MACHINE_ID="m-stopping"
+        )
+        serving = await w.start(FLY_MACHINE_ID="m-serving")
+        proxy.machines = [("m-stopping", stopping.url), ("m-serving", serving.url)]
+        assert stopping.process is not None
+        posts = len(w.slack.calls_to("chat.postMessage"))
+        stopping.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        async with SlackSender(proxy.url + "/slack/events") as send:
+            status, body = await send.command(slash_command(w.slack, "status shop dev", BOB))
+        assert (status, body) == (200, "")  # acknowledged by the serving machine
+        assert proxy.hops == [("m-stopping", 503), ("m-serving", 200)]
+        await w.slack.wait_for(lambda: len(w.slack.calls_to("chat.postMessage")) > posts)
+        [answer] = w.slack.calls_to("chat.postMessage")[posts:]
+        assert "shop" in answer.dump() and RESTARTING not in answer.dump()
+        assert not any(RESTARTING in t for t in w.slack.private_to(BOB))
+        assert await asyncio.wait_for(stopping.process.wait(), 30) == 0
+        assert await serving.stop() == 0
+
+
+async def test_on_fly_alone_the_replay_comes_back_and_is_answered(tmp_path: Path) -> None:
+    """No other machine: the proxy sends the request back (`fallback=force_self`, marked
+    `fly-replay-failed`) and the stopping machine answers it as stopping."""
+    async with slack_world(tmp_path) as w, running_fly_proxy() as proxy:
+        bot = await start_deploy(w, 30.0, FLYBOT_SHUTDOWN_TIMEOUT="8", FLY_MACHINE_ID="m-only")
+        proxy.machines = [("m-only", bot.url)]
+        assert bot.process is not None
+        bot.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        async with SlackSender(proxy.url + "/slack/events") as send:
+            status, body = await send.command(slash_command(w.slack, "status shop dev", BOB))
+            assert told_restarting(status, body), (status, body)
+            assert proxy.hops == [("m-only", 503), ("m-only", 200)]
+            status, _ = await send.event(
+                event_callback(thread_reply(CHANNEL, "1.000", BOB, "approve"))
+            )
+            assert status == 503  # an event: Slack delivers it again later
+        assert await asyncio.wait_for(bot.process.wait(), 30) == 0
