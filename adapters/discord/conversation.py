@@ -20,14 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import discord
-from discord.http import Route
+from discord.http import Route, handle_message_parameters
 
 from adapters.discord import render
 from adapters.discord.buttons import view_of
@@ -81,20 +80,16 @@ class DiscordOutbox:
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel)
         if not attachments:
             answer = await self._request(route, payload)
-        else:  # files go as multipart: payload_json beside files[n]
-            files = _files(attachments)
-            form = [
-                {"name": "payload_json", "value": json.dumps(_with_attachments(payload, files))}
-            ] + [
-                {
-                    "name": f"files[{index}]",
-                    "value": file.fp,
-                    "filename": file.filename,
-                    "content_type": "application/octet-stream",
-                }
-                for index, file in enumerate(files)
-            ]
-            answer = await self.hop.run(self.client.http.request(route, form=form, files=files))
+        else:  # discord.py builds the multipart body: payload_json beside files[n]
+            with handle_message_parameters(
+                embeds=_embeds(payload),
+                view=view_of(payload),
+                files=_files(attachments),
+                allowed_mentions=discord.AllowedMentions.none(),
+            ) as params:
+                answer = await self.hop.run(
+                    self.client.http.request(route, form=params.multipart, files=params.files)
+                )
         return str(answer["id"])
 
     async def _post_all(self, channel: str, reply: Reply) -> str:
@@ -159,14 +154,6 @@ def _files(attachments: Sequence[Attachment]) -> list[discord.File]:
         discord.File(io.BytesIO(a.data), filename=a.filename, description=a.title or None)
         for a in attachments
     ]
-
-
-def _with_attachments(payload: dict[str, Any], files: list[discord.File]) -> dict[str, Any]:
-    described = [
-        {"id": index, "filename": file.filename, "description": file.description}
-        for index, file in enumerate(files)
-    ]
-    return {**payload, "attachments": described}
 
 
 def _embeds(payload: dict[str, Any]) -> list[discord.Embed]:

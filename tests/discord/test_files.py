@@ -8,13 +8,14 @@ from __future__ import annotations
 import struct
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from adapters.discord.conversation import DiscordOutbox
 from commands.port import ChannelRef, Reply
-from commands.reply import Attachment
+from commands.reply import Attachment, Button
 from tests.discord.harness import BOB, discord_world
 from tests.fakes.discord_api import (
     CHANNEL,
@@ -57,6 +58,34 @@ async def test_a_posted_reply_carries_its_files_as_attachments(
     assert "Usage of org demo" in call.body["embeds"][0]["title"]
     message = fake.messages[posted.message_id]
     assert message.files == [("usage-2026-12.png", CHART)]
+
+
+async def test_a_reply_with_files_says_what_the_same_reply_without_them_says(
+    world: tuple[FakeDiscord, DiscordOutbox],
+) -> None:
+    """The multipart body's payload_json carries the embeds, the buttons (an alert's
+    scale-down) and the mentions rule of the plain JSON message, beside the files."""
+    fake, outbox = world
+    reply = Reply(
+        title="Allowance alert",
+        text="Machine-hours at 83% of the allowance.",
+        tone="warning",
+        fields=(("forecast", "2 410 of 2 232"),),
+        buttons=(Button("Scale dev to 0", "usage.scale", "7", "usage scale 7", "danger"),),
+    )
+    where = ChannelRef("discord", GUILD, CHANNEL)
+    chart = Attachment("usage.png", CHART, title="usage chart")
+    await outbox.post(where, reply)
+    await outbox.post(where, replace(reply, files=(chart,)))
+    plain, upload = fake.calls_to("POST", "/channels/{id}/messages")
+    assert plain.files == [] and upload.files == [("usage.png", CHART)]
+    [row] = upload.body["components"]
+    [expected_row] = plain.body["components"]
+    for sent, expected in zip(row["components"], expected_row["components"], strict=True):
+        assert {k: sent.get(k) for k in expected} == expected  # (and "disabled": false)
+    assert upload.body["allowed_mentions"]["parse"] == plain.body["allowed_mentions"]["parse"] == []
+    for sent, expected in zip(upload.body["embeds"], plain.body["embeds"], strict=True):
+        assert {k: sent.get(k) for k in expected} == expected
 
 
 async def test_a_reply_without_files_stays_plain_json(
