@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import json
 import logging
 import re
 import secrets
@@ -30,6 +29,7 @@ from typing import IO, Any
 from pythonjsonlogger.json import JsonFormatter
 
 from bot.fly.errors import FlyAPIError
+from bot.written import written_forms
 
 MASK = "•••"
 MIN_HELD = 3  # shorter values would mask half of every line
@@ -83,13 +83,7 @@ class Redactor:
         for value in values:
             if not value or len(value) < MIN_HELD:
                 continue
-            forms = {
-                value,
-                json.dumps(value)[1:-1],
-                json.dumps(value, ensure_ascii=False)[1:-1],
-                repr(value)[1:-1],
-            }
-            for form in forms:
+            for form in written_forms(value):
                 if form not in self._held:
                     self._held.append(form)
 

@@ -16,13 +16,13 @@ Two layers, one filter:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import deque
 from collections.abc import Iterable
 
 from bot.logs import REDACTOR
+from bot.written import written_forms
 
 MASK = "•••"
 _MARKERS = ("view_submission", "plain_text_input", "flybot.secrets:")  # Slack, Discord
@@ -56,7 +56,7 @@ class SecretScrubber(logging.Filter):
         for value in values:
             if len(value) < MIN_HELD:
                 continue
-            for form in {value, json.dumps(value)[1:-1], repr(value)[1:-1]}:
+            for form in written_forms(value):
                 if form not in self._held:
                     self._held.append(form)
 

@@ -57,6 +57,7 @@ from bot.fly.retry import (
     parse_retry_after,
     with_retries,
 )
+from bot.written import written_forms
 
 log = logging.getLogger("bot.fly")
 
@@ -234,7 +235,8 @@ class FlyClient:
         mask: Iterable[str] = (),
     ) -> httpx.Response:
         """One HTTP exchange; a non-2xx status not in `accept` becomes a FlyAPIError (with
-        each of `mask`, the secret values sent, replaced by ••• should Fly's text quote it)."""
+        each of `mask`, the secret values sent, replaced by ••• should Fly's text quote it, as
+        sent or JSON-escaped)."""
         path = httpx.URL(url).path
         timeout = self.config.timeouts.httpx(read=read_timeout, cap=cap)
         operation = metrics.fly_operation(method, path)
@@ -297,8 +299,9 @@ class FlyClient:
         cls = error_class_for(resp.status_code)
         if resp.status_code == 409 and ("/lease" in path or "lease" in message.lower()):
             cls = LeaseHeldError
-        for value in sorted((v for v in mask if v), key=len, reverse=True):
-            message = message.replace(value, "•••")
+        quoted = {form for value in mask if value for form in written_forms(value)}
+        for form in sorted(quoted, key=len, reverse=True):
+            message = message.replace(form, "•••")
         return cls(
             self._redact(message),
             method=method,
