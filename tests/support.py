@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from sqlalchemy.engine import Engine
 
 from bot.runtime import build_services
 from bot.settings import Settings
+from bot.store import make_engine
+from bot.store.audit import recent
 from commands.context import Services
 from commands.dispatch import Dispatcher, Outcome
 from commands.port import ChannelRef, Invocation, MessageRef, Reply
@@ -189,3 +192,49 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             rows = connection.execute(text(f'SELECT * FROM "{table}"')).all()
             tables[table] = sorted((tuple(r) for r in rows), key=repr)
     return tables
+
+
+def written_forms(value: str) -> set[str]:
+    """A value as it could be written down: raw, JSON-escaped, repr-escaped."""
+    return {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
+
+
+def places_holding(
+    value: str, database: Engine | str, root: Path | None = None, **texts: str
+) -> list[str]:
+    """Every place `value` is found in any of its written forms: a row of any table, an
+    audit entry, a SQLite file of `root` (`flybot.db*`), and each named text (a process's
+    log, the calls a fake recorded, replies, the texts of exceptions raised)."""
+    forms = written_forms(value)
+    engine = make_engine(database) if isinstance(database, str) else database
+    found = []
+    try:
+        # each value as stored (a repr would hide a JSON-escaped form behind its own escapes)
+        rows = [str(v) for table in snapshot(engine).values() for row in table for v in row]
+        if any(f in v for v in rows for f in forms):
+            found.append("a database row")
+        entries = [str(v) for e in recent(engine, limit=500) for v in e.model_dump().values()]
+        if any(f in v for v in entries for f in forms):
+            found.append("the audit log")
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
+    for path in sorted(root.glob("flybot.db*")) if root is not None else ():
+        data = path.read_bytes()
+        if any(f.encode() in data for f in forms):
+            found.append(path.name)
+    for name, written in texts.items():
+        for f in forms:
+            if f in written:
+                at = written.index(f)
+                found.append(f"{name}: …{written[max(at - 120, 0) : at + 120]}…")
+                break
+    return found
+
+
+def assert_found_nowhere(
+    value: str, database: Engine | str, root: Path | None = None, **texts: str
+) -> None:
+    """A secret value reached none of the places `places_holding` searches."""
+    found = places_holding(value, database, root, **texts)
+    assert found == [], f"{value!r} found in:\n" + "\n".join(found)

@@ -14,7 +14,7 @@ from sqlmodel import select
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, Release
 from tests.flyharness import World, world
-from tests.support import snapshot
+from tests.support import assert_found_nowhere, snapshot
 
 SECRET = "postgres://fresh:s3cr3t-Value-9@db.internal:5432/fresh"
 
@@ -111,10 +111,14 @@ async def test_a_new_stage_gets_app_ips_secrets_and_machines_per_group(
             assert ip.ip in shown
         # the value went to Fly only
         everything = text + status.all_text() + w.bot.outbox().all_text()
-        assert SECRET not in everything
-        assert SECRET not in caplog.text
-        assert SECRET not in repr(snapshot(w.services.engine))
-        assert all(SECRET not in repr(c.body) for c in w.calls())
+        assert_found_nowhere(
+            SECRET,
+            w.services.engine,
+            w.root,
+            replies=everything,
+            log=caplog.text,
+            fly_calls="\n".join(repr(c.body) for c in w.calls()),
+        )
 
 
 async def test_dry_run_shows_the_plan_and_creates_nothing(tmp_path: Path) -> None:

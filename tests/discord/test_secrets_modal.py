@@ -6,46 +6,18 @@ Discord call (`/fly secrets set`, commands/secrets.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from bot.store import make_engine
-from bot.store.audit import recent
 from tests.discord.harness import BOB, CAROL, discord_world
 from tests.discord.test_story import check_every_call
 from tests.fakes.discord_api import FakeDiscord
-from tests.slack.harness import FlybotProcess
-from tests.support import snapshot
+from tests.support import assert_found_nowhere
 
 pytestmark = pytest.mark.timeout(120)
 
 VALUES = {"API_TOKEN": "s3cr3t-Api-7Qx9", "DB_PASS": "pa$$\"w0rd'<&>-Zz"}
-
-
-def found_anywhere(
-    value: str, root: Path, bot: FlybotProcess, d: FakeDiscord, database_url: str
-) -> list[str]:
-    places = []
-    forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
-    if any(f in bot.log for f in forms):
-        places.append("log")
-    for path in root.glob("flybot.db*"):
-        if value.encode() in path.read_bytes():
-            places.append(path.name)
-    engine = make_engine(database_url)
-    try:
-        if value in repr(snapshot(engine)):
-            places.append("database rows")
-        if any(value in repr(e) for e in recent(engine, limit=100)):
-            places.append("audit")
-    finally:
-        engine.dispose()
-    for call in d.calls:
-        if any(f in call.dump() for f in forms):
-            places.append(f"discord call {call.method} {call.route}")
-    return places
 
 
 def said(d: FakeDiscord, text: str) -> bool:
@@ -94,6 +66,9 @@ async def test_the_real_secrets_set_through_the_modal(tmp_path: Path) -> None:
         assert await bot.stop() == 0
         assert "discord.gateway" in bot.log  # discord.py's frame logging was on
         assert "a modal submission" in bot.log
+        discord_calls = "\n".join(c.dump() for c in d.calls)
         for value in VALUES.values():
-            assert found_anywhere(value, tmp_path, bot, d, w.database_url) == []
+            assert_found_nowhere(
+                value, w.database_url, tmp_path, log=bot.log, discord_calls=discord_calls
+            )
         check_every_call(d)

@@ -1,11 +1,10 @@
 """The secrets tests' world: project `shop` (dev, staging, prod; 4 web + 2 worker machines
 each) in the Fly simulator on 127.0.0.1 (tests/flyharness.py), prod guarding secrets; bob a
-deployer, carol an approver; and the places a secret value must never reach, searched."""
+deployer, carol an approver; a shell typed at, and the texts of every exception raised."""
 
 from __future__ import annotations
 
 import io
-import json
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -17,11 +16,9 @@ from typing import Any
 from rich.console import Console
 
 from adapters.shell.session import ShellSession
-from bot.store.audit import recent
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 from commands.dispatch import Dispatcher
 from tests.flyharness import World, world
-from tests.support import snapshot
 
 GUARDED = '"deploy", "rollback", "secrets"'  # prod: secrets need an approval
 
@@ -97,26 +94,3 @@ class RaisedTexts:
     def __exit__(self, *exc: object) -> None:
         sys.settrace(None)
         threading.settrace(None)  # type: ignore[arg-type]
-
-
-def forms(value: str) -> set[str]:
-    """The value as it could be written: raw, JSON-escaped, repr-escaped."""
-    return {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
-
-
-def hits(value: str, w: World, *texts: str) -> list[str]:
-    """Every place the value is found: the database (every table, and the SQLite files
-    themselves), the audit log, and each text given (logs, replies, exception texts)."""
-    found = []
-    wanted = forms(value)
-    if any(f in repr(snapshot(w.services.engine)) for f in wanted):
-        found.append("a database row")
-    for path in w.root.glob("flybot.db*"):
-        if value.encode() in path.read_bytes():
-            found.append(path.name)
-    if any(any(f in repr(e) for f in wanted) for e in recent(w.services.engine, limit=500)):
-        found.append("the audit log")
-    for n, text in enumerate(texts):
-        if any(f in text for f in wanted):
-            found.append(f"text #{n}")
-    return found

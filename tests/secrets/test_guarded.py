@@ -10,9 +10,9 @@ from pathlib import Path
 from bot.clock import FrozenClock, set_clock, utcnow
 from bot.runtime import build_services
 from commands.approvals import sweep
-from tests.secrets.conftest import hits, secrets_world
+from tests.secrets.conftest import secrets_world
 from tests.secrets.test_secrets import fly_secrets, machines_of, updates_with
-from tests.support import Bot
+from tests.support import Bot, assert_found_nowhere
 
 PROD = "shop-prod"
 VALUES = {"API_TOKEN": "tok-9Vq2-prod-only", "DB_URL": "postgres://u:pw-8Hx@db/prod"}
@@ -45,7 +45,7 @@ async def test_the_card_lists_names_and_new_or_replaced_and_approval_sets_them(
         everything = card.all_text() + conversation.all_text() + w.bot.outbox().all_text()
         assert "succeeded" in everything
         for value in VALUES.values():
-            assert hits(value, w, everything) == []
+            assert_found_nowhere(value, w.services.engine, w.root, replies=everything)
 
 
 async def test_a_reject_drops_the_values_and_sets_nothing(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from sqlmodel import select
 from bot.store.engine import session_scope
 from bot.store.models import AuditEntry, Release
 from tests.flyharness import World
-from tests.secrets.conftest import RaisedTexts, Shell, hits, secrets_world
-from tests.support import snapshot
+from tests.secrets.conftest import RaisedTexts, Shell, secrets_world
+from tests.support import assert_found_nowhere, snapshot
 
 VALUE = "hunter2-Qz8xV7-not-for-logs"
 STAGING = "shop-staging"
@@ -87,8 +87,15 @@ async def test_a_secret_set_through_the_shell_prompt_reaches_fly_and_nowhere_els
         assert "API_TOKEN" in screen.split("Secrets of shop/staging")[1]  # the list
         assert any("/secrets -> 500" in t for t in raised.texts)  # the tracer saw Fly's error
         assert "DEBUG" in caplog.text or caplog.records
-        found = hits(VALUE, w, caplog.text, screen, "\n".join(raised.texts), calls_text(w))
-        assert found == [], [t for t in raised.texts if VALUE in t][:5]
+        assert_found_nowhere(
+            VALUE,
+            w.services.engine,
+            w.root,
+            log=caplog.text,
+            screen=screen,
+            raised="\n".join(raised.texts),
+            fly_calls=calls_text(w),
+        )
 
 
 def _releases(w: World, app: str) -> list[Release]:
@@ -118,7 +125,7 @@ async def test_a_value_in_the_command_is_refused_with_nothing_stored(tmp_path: P
         for table in ("audit_entry", "principal", "identity"):
             before_db.pop(table, None), after.pop(table, None)
         assert after == before_db  # nothing but the audit entry (and bob's identity)
-        assert hits(VALUE, w, screen) == []
+        assert_found_nowhere(VALUE, w.services.engine, w.root, screen=screen)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +195,9 @@ async def test_stage_then_deploy_hands_the_version_to_each_machine_once(tmp_path
         assert len(w.calls("Machines_update")) == len(machines)
         _, listing = await w.bot.run("vic", "secrets list shop staging")
         assert "staged" not in listing.all_text()
-        assert hits(VALUE, w, listing.all_text(), calls_text(w)) == []
+        assert_found_nowhere(
+            VALUE, w.services.engine, w.root, listing=listing.all_text(), fly_calls=calls_text(w)
+        )
 
 
 def sets_of(w: World, name: str) -> int:
@@ -253,8 +262,14 @@ async def test_a_fly_error_that_quotes_the_value_reaches_no_one(
         [entry] = [e for e in audit_rows(w) if e.action == "secrets set"]
         assert entry.outcome == "error"
         raised_text = "\n".join(raised.texts)
-        assert hits(value, w, caplog.text, conversation.all_text(), raised_text) == []
-        assert not any(json.dumps(value)[1:-1] in f"{e.command} {e.reason}" for e in audit_rows(w))
+        assert_found_nowhere(
+            value,
+            w.services.engine,
+            w.root,
+            log=caplog.text,
+            replies=conversation.all_text(),
+            raised=raised_text,
+        )
 
 
 async def test_unset_restarts_the_machines_without_it(tmp_path: Path) -> None:

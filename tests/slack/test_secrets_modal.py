@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 
-from bot.store import make_engine
-from bot.store.audit import recent
 from tests.fakes.slack_api import FakeSlack, SlackSender, slash_command
 from tests.slack.harness import BOB, CHANNEL, FlybotProcess, slack_world
 from tests.slack.test_story import check_every_call
-from tests.support import snapshot
+from tests.support import assert_found_nowhere
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,28 +41,9 @@ def opened(slack: FakeSlack) -> list[str]:
     return [str(c.answer["view"]["id"]) for c in slack.calls_to("views.open") if c.answer["ok"]]
 
 
-def found_anywhere(
-    value: str, world_root: Path, bot: FlybotProcess, slack: FakeSlack, database_url: str
-) -> list[str]:
-    places = []
-    forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
-    if any(f in bot.log for f in forms):
-        places.append("log")
-    for path in world_root.glob("flybot.db*"):
-        if value.encode() in path.read_bytes():
-            places.append(path.name)
-    engine = make_engine(database_url)
-    try:
-        if value in repr(snapshot(engine)):
-            places.append("database rows")
-        if any(value in repr(e) for e in recent(engine, limit=100)):
-            places.append("audit")
-    finally:
-        engine.dispose()
-    for call in slack.calls:
-        if any(f in call.dump() or f in json.dumps(call.answer) for f in forms):
-            places.append(f"slack call {call.method}")
-    return places
+def recorded(slack: FakeSlack) -> str:
+    """Every call the fake Slack recorded, with its answer."""
+    return "\n".join(c.dump() + json.dumps(c.answer) for c in slack.calls)
 
 
 @pytest.mark.parametrize("socket", [False, True], ids=["http", "socket_mode"])
@@ -144,8 +123,9 @@ async def test_a_secret_set_through_the_modal_is_found_only_at_fly(
         if socket:  # the Socket Mode client logs every frame it receives, raw
             assert "Received message" in bot.log and "a modal submission" in bot.log
         for value in (*VALUES.values(), TYPED):
-            lines = [x[:300] for x in bot.log.splitlines() if value in x]
-            assert found_anywhere(value, tmp_path, bot, slack, w.database_url) == [], (value, lines)
+            assert_found_nowhere(
+                value, w.database_url, tmp_path, log=bot.log, slack_calls=recorded(slack)
+            )
         check_every_call(slack)
 
 
