@@ -7,18 +7,22 @@ import itertools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, select
 
 from bot.runtime import build_services
 from bot.settings import Settings
 from bot.store import make_engine
 from bot.store.audit import recent
+from bot.store.engine import session_scope
 from commands.context import Services
 from commands.dispatch import Dispatcher, Outcome
 from commands.port import ChannelRef, Invocation, MessageRef, Reply
+
+M = TypeVar("M", bound=SQLModel)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -192,6 +196,18 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             rows = connection.execute(text(f'SELECT * FROM "{table}"')).all()
             tables[table] = sorted((tuple(r) for r in rows), key=repr)
     return tables
+
+
+def table_rows(database: Engine | str, model: type[M]) -> list[M]:
+    """Every row of `model`'s table, in primary-key order: from this process's engine, or
+    by URL from the database a `flybot run` process writes."""
+    engine = make_engine(database) if isinstance(database, str) else database
+    try:
+        with session_scope(engine) as session:
+            return list(session.exec(select(model).order_by(*inspect(model).primary_key)))
+    finally:
+        if isinstance(database, str):
+            engine.dispose()
 
 
 def written_forms(value: str) -> set[str]:

@@ -14,7 +14,7 @@ from sqlmodel import select
 from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, Release
 from tests.flyharness import World, world
-from tests.support import assert_found_nowhere, snapshot
+from tests.support import assert_found_nowhere, snapshot, table_rows
 
 SECRET = "postgres://fresh:s3cr3t-Value-9@db.internal:5432/fresh"
 
@@ -73,11 +73,6 @@ def fly_writes(w: World) -> list[object]:
     return [c for c in w.calls() if c.method not in ("GET", "HEAD") and c.operation != "GraphQL"]
 
 
-def releases(w: World) -> list[Release]:
-    with session_scope(w.services.engine) as session:
-        return list(session.exec(select(Release)))
-
-
 async def test_a_new_stage_gets_app_ips_secrets_and_machines_per_group(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -100,7 +95,7 @@ async def test_a_new_stage_gets_app_ips_secrets_and_machines_per_group(
         assert groups == [("web", "sin", "started")] * 2 + [("worker", "sin", "started")]
         for machine in machines:
             assert w.sim.machine_secrets("fresh-dev", machine.id) == {"DATABASE_URL": SECRET}
-        [release] = releases(w)
+        [release] = table_rows(w.services.engine, Release)
         assert (release.kind, release.state, release.app) == ("launch", "succeeded", "fresh-dev")
         _, status = await w.bot.run("alice", "status fresh dev")
         shown = status.all_text()
@@ -220,7 +215,7 @@ async def test_fly_failures_retry_or_say_what_was_done(tmp_path: Path) -> None:
         assert [c.status for c in w.calls("Apps_create")] == [429, 201]
         assert "allocating the IPv6 failed (500" in text
         assert "Done so far: app fresh-dev created in demo" in text
-        assert w.calls("Machines_create") == [] and releases(w) == []
+        assert w.calls("Machines_create") == [] and table_rows(w.services.engine, Release) == []
         w.sim.clear_faults()
         again, conversation = await w.bot.run(
             "alice", "launch fresh dev DATABASE_URL", secrets={"DATABASE_URL": SECRET}

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
 
 from bot.deploy.images import without_digest
-from bot.store.engine import session_scope
 from bot.store.models import Release
 from tests.flyharness import BROKEN, CRASHLOOP, NEW, OLD, World, world
+from tests.support import table_rows
 
 MACHINE_PATH = re.compile(r"/v1/apps/[^/]+/machines/([^/?]+)")
 
@@ -24,8 +23,7 @@ def machine_of(call: Any) -> str | None:
 
 
 def releases(w: World) -> list[Release]:
-    with session_scope(w.services.engine) as session:
-        return list(session.exec(select(Release).order_by(Release.id)))  # type: ignore[arg-type]
+    return table_rows(w.services.engine, Release)
 
 
 async def deploy(w: World, line: str, user: str = "alice") -> tuple[Any, Any]:

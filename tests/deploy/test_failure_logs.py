@@ -7,19 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlmodel import select
-
-from bot.store.engine import session_scope
-from bot.store.models import Release
 from commands.port import Reply
+from tests.deploy.test_engine import releases
 from tests.flyharness import BROKEN, CRASHLOOP, NEW, OLD, World, world
 
 OOM = "registry.fly.io/shop:v2-oom"
-
-
-def releases(w: World) -> list[Release]:
-    with session_scope(w.services.engine) as session:
-        return list(session.exec(select(Release).order_by(Release.id)))  # type: ignore[arg-type]
 
 
 async def deploy(w: World, line: str) -> list[Reply]:

@@ -12,16 +12,12 @@ import pytest
 from sqlmodel import select
 
 from bot.store.engine import session_scope
-from bot.store.models import ApprovalRequest, Release
+from bot.store.models import ApprovalRequest
+from tests.deploy.test_engine import releases
 from tests.flyharness import OLD, World, world
 from tests.support import snapshot
 
 APP = "shop-staging"
-
-
-def releases(w: World) -> list[Release]:
-    with session_scope(w.services.engine) as session:
-        return list(session.exec(select(Release).order_by(Release.id)))  # type: ignore[arg-type]
 
 
 def configs(machines: list[Any]) -> dict[str, dict[str, Any]]:

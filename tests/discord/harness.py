@@ -15,6 +15,7 @@ from bot.store import make_engine, upgrade
 from bot.store.principals import IdentityKey, add_grant, ensure_identity
 from tests.fakes.discord_api import BOT_TOKEN, GUILD, FakeDiscord, running_fake_discord
 from tests.slack.harness import FlybotProcess, SlackWorld, free_port, slack_world
+from tests.support import M
 
 ALICE, BOB, CAROL, DAVE, VIC = (
     "1500000000000000001",  # admin
@@ -46,6 +47,9 @@ class DiscordWorld:
     @property
     def database_url(self) -> str:
         return self.slack_side.database_url
+
+    def rows(self, model: type[M]) -> list[M]:
+        return self.slack_side.rows(model)
 
     def grant(self, user: str, role: str, project: str = "shop", stage: str = "*") -> None:
         engine = make_engine(self.database_url)

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlmodel import select
 
-from bot.store import make_engine
-from bot.store.engine import session_scope
 from bot.store.models import ApprovalRequest, ApprovalVote, AuditEntry, Release
-from tests.discord.harness import BOB, CAROL, DAVE, DiscordWorld, discord_world
+from tests.discord.harness import BOB, CAROL, DAVE, discord_world
 from tests.discord.test_story import card_of, check_every_call
 from tests.fakes.discord_api import CHANNEL, FakeDiscord
 from tests.flyharness import NEW
 
 pytestmark = pytest.mark.timeout(150)
-
-
-def rows(world: DiscordWorld, model: Any) -> list[Any]:
-    engine = make_engine(world.database_url)
-    try:
-        with session_scope(engine) as session:
-            return list(session.exec(select(model)))
-    finally:
-        engine.dispose()
 
 
 def succeeded(d: FakeDiscord, card_id: str) -> bool:
@@ -53,7 +40,7 @@ async def test_a_click_on_a_card_sent_before_a_restart_works(tmp_path: Path) -> 
         await d.wait_for(lambda: succeeded(d, card.id), timeout=60)
         assert click.answers == [{"type": 6}]
         assert d.messages[card.id].buttons == []
-        assert [r.state for r in rows(w, Release)] == ["succeeded"]
+        assert [r.state for r in w.rows(Release)] == ["succeeded"]
         check_every_call(d)
         assert await second.stop() == 0
 
@@ -83,10 +70,10 @@ async def test_two_approvers_at_once_and_a_double_click_two_instances(
         await d.redeliver(clicks[0])
         await asyncio.sleep(1.0)  # what a repeat would do, it would have started by now
         assert await first.stop() == 0 and await second.stop() == 0
-        assert len(rows(w, ApprovalRequest)) == 1
-        votes = rows(w, ApprovalVote)
+        assert len(w.rows(ApprovalRequest)) == 1
+        votes = w.rows(ApprovalVote)
         assert sorted(v.name for v in votes) == ["carol", "dave"]  # no duplicate vote
-        assert [(r.stage, r.state) for r in rows(w, Release)] == [("prod", "succeeded")]
+        assert [(r.stage, r.state) for r in w.rows(Release)] == [("prod", "succeeded")]
         assert len([m for m in d.in_channel(CHANNEL) if m.buttons or m.id == card.id]) == 1
         for interaction in (command, *clicks):
             assert len(interaction.answers) == 1  # one instance acknowledged each
@@ -108,6 +95,6 @@ async def test_the_database_claim_runs_it_once_when_both_acknowledge(
         await d.wait_for(lambda: any("locked" in m.plain() for m in d.messages.values()))
         await asyncio.sleep(1.0)
         assert await first.stop() == 0 and await second.stop() == 0
-        locks = [e for e in rows(w, AuditEntry) if e.action == "lock"]
+        locks = [e for e in w.rows(AuditEntry) if e.action == "lock"]
         assert [(e.outcome, e.user_id) for e in locks] == [("ok", BOB)]
         assert not d.private_to(BOB)  # no "already locked" from a second run

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.store.models import Release
 from commands.port import RESTARTING, RESTARTING_FORM
 from tests.discord.harness import BOB, DiscordWorld, discord_world
 from tests.discord.test_story import card_of
 from tests.fakes.discord_api import CHANNEL, EPHEMERAL, FakeDiscord, Interaction
 from tests.flyharness import NEW
-from tests.runtime.test_shutdown import releases
 from tests.slack.harness import FlybotProcess
 
 pytestmark = pytest.mark.timeout(150)
@@ -35,7 +35,7 @@ async def deploying(w: DiscordWorld, bot_index: int | None = None) -> Interactio
     command = d.slash_of(BOB, "deploy", project="shop", stage="dev", image=NEW)
     await d.dispatch_interaction(command, only=bot_index)
     deadline = time.monotonic() + 30
-    while not any(r.state == "running" and r.leases_json != "{}" for r in releases(w.slack_side)):
+    while not any(r.state == "running" and r.leases_json != "{}" for r in w.rows(Release)):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlmodel import select
 
 from bot.deploy.flytoml import load_stage_config
-from bot.store import make_engine
-from bot.store.engine import session_scope
 from bot.store.models import Release
 from tests.fakes.fly_proxy import running_fly_proxy
 from tests.fakes.slack_api import (
@@ -39,15 +36,6 @@ APP = "shop-dev"
 KILL_TIMEOUT = load_stage_config(REPO / "fly.toml").kill_timeout
 
 
-def releases(w: SlackWorld) -> list[Release]:
-    engine = make_engine(w.database_url)
-    try:
-        with session_scope(engine) as session:
-            return list(session.exec(select(Release)))
-    finally:
-        engine.dispose()
-
-
 async def start_deploy(w: SlackWorld, update_latency: float, **env: str) -> FlybotProcess:
     w.grant(BOB, "deployer")
     bot = await w.start(**env)
@@ -57,7 +45,7 @@ async def start_deploy(w: SlackWorld, update_latency: float, **env: str) -> Flyb
     # The simulator logs a call once answered, so an update held for 30 s is not seen yet:
     # wait for the leases (taken just before the first update), then for the update to go.
     deadline = time.monotonic() + 30
-    while not any(r.state == "running" and r.leases_json != "{}" for r in releases(w)):
+    while not any(r.state == "running" and r.leases_json != "{}" for r in w.rows(Release)):
         assert time.monotonic() < deadline, bot.log
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
@@ -117,7 +105,7 @@ async def test_sigterm_during_a_deploy_interrupts_it_cleanly_and_exits_0(
         elapsed = time.monotonic() - started
         assert code == 0, bot.log
         assert elapsed < KILL_TIMEOUT.total_seconds() - 5, elapsed
-        [release] = releases(w)
+        [release] = w.rows(Release)
         assert release.state == "interrupted", (release.state, release.error)
         assert release.leases_json == "{}"
         assert await leases_left(w) == []

@@ -10,10 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
 
-from bot.store import make_engine
-from bot.store.engine import session_scope
 from bot.store.models import Release
 from tests.fakes.slack_api import Message, slash_command
 from tests.flyharness import NEW, fly_client
@@ -22,15 +19,6 @@ from tests.slack.harness import BOB, CHANNEL, VIC, SlackWorld, slack_world
 pytestmark = pytest.mark.timeout(150)
 
 RESTARTED = "flybot restarted in the middle of this deploy"
-
-
-def releases(w: SlackWorld) -> list[Release]:
-    engine = make_engine(w.database_url)
-    try:
-        with session_scope(engine) as session:
-            return list(session.exec(select(Release)))
-    finally:
-        engine.dispose()
 
 
 async def test_two_instances_close_a_dead_deploy_once_and_answer_a_retried_command_once(
@@ -46,20 +34,20 @@ async def test_two_instances_close_a_dead_deploy_once_and_answer_a_retried_comma
         async with doomed.sender() as send:
             await send.command(slash_command(slack, f"deploy shop dev {NEW}", BOB, "bob"))
         deadline = time.monotonic() + 30
-        while not any(r.state == "running" and r.leases_json != "{}" for r in releases(w)):
+        while not any(r.state == "running" and r.leases_json != "{}" for r in w.rows(Release)):
             assert time.monotonic() < deadline, doomed.log
             await asyncio.sleep(0.05)
         assert doomed.process is not None
         doomed.process.kill()
         await doomed.process.wait()
-        [release] = releases(w)
+        [release] = w.rows(Release)
         assert release.state == "running"
 
         first, second = await w.start(), await w.start()
         # Both sweep every second (FLYBOT_DEPLOY_SWEEP_EVERY); the dead one's heartbeat is
         # judged stale after 3 s: one of them takes it over.
         deadline = time.monotonic() + 30
-        while releases(w)[0].state == "running":
+        while w.rows(Release)[0].state == "running":
             assert time.monotonic() < deadline, first.log + second.log
             await asyncio.sleep(0.1)
         await asyncio.sleep(3)  # several more sweeps on each: none may tell the thread again
@@ -78,7 +66,7 @@ async def test_two_instances_close_a_dead_deploy_once_and_answer_a_retried_comma
         finally:
             await fly.aclose()
 
-    [closed] = releases(w)
+    [closed] = w.rows(Release)
     assert closed.state == "interrupted" and closed.leases_json == "{}"
     thread = slack.thread(CHANNEL, closed.message_id)
     told = [m for m in thread if RESTARTED in m.all_text()]
@@ -88,7 +76,5 @@ async def test_two_instances_close_a_dead_deploy_once_and_answer_a_retried_comma
 
 def status_answers(w: SlackWorld) -> list[Message]:
     """Top-level messages other than the deploy's card: the status command's answer."""
-    cards = {r.message_id for r in releases(w)}
-    return [
-        m for m in w.slack.channel(CHANNEL) if m.thread_ts is None and m.ts not in cards
-    ]
+    cards = {r.message_id for r in w.rows(Release)}
+    return [m for m in w.slack.channel(CHANNEL) if m.thread_ts is None and m.ts not in cards]

@@ -30,7 +30,7 @@ from tests.fakes.slack_api import (
     running_fake_slack,
 )
 from tests.flyharness import OLD, fly_client, seed_stage, simulator, write_project
-from tests.support import REPO
+from tests.support import REPO, M, table_rows
 
 ALICE, BOB, CAROL, VIC = "UALICE", "UBOB", "UCAROL", "UVIC"  # admin, deployer, approver, viewer
 NAMES = {ALICE: "alice", BOB: "bob", CAROL: "carol", VIC: "vic"}
@@ -71,6 +71,10 @@ class SlackWorld:
             add_grant(engine, identity.principal_id, role, project, stage, granted_by=None)
         finally:
             engine.dispose()
+
+    def rows(self, model: type[M]) -> list[M]:
+        """The rows of `model`'s table in the database the processes share."""
+        return table_rows(self.database_url, model)
 
     def env(self, port: int, **extra: str) -> dict[str, str]:
         env = {

@@ -9,32 +9,19 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from sqlmodel import select
 
 from bot.store import make_engine
 from bot.store.models import ApprovalRequest, ApprovalVote, Release
 from tests.fakes.slack_api import SlackSender, button_click, slash_command
 from tests.flyharness import NEW
-from tests.slack.harness import BOB, CAROL, CHANNEL, SlackWorld, slack_world
+from tests.slack.harness import BOB, CAROL, CHANNEL, slack_world
 from tests.slack.test_story import card_of, check_every_call
 from tests.support import snapshot
 
 pytestmark = pytest.mark.timeout(150)
-
-
-def rows(world: SlackWorld, model: Any) -> list[Any]:
-    engine = make_engine(world.database_url)
-    try:
-        from bot.store.engine import session_scope
-
-        with session_scope(engine) as session:
-            return list(session.exec(select(model)))
-    finally:
-        engine.dispose()
 
 
 async def test_forged_stale_and_unsigned_requests_get_401_and_change_nothing(
@@ -96,9 +83,9 @@ async def test_a_command_delivered_three_times_and_a_double_click_run_once(
                 lambda: "succeeded" in slack.message(CHANNEL, card.ts).all_text(), timeout=60
             )
         assert await bot.stop() == 0
-        assert len(rows(w, ApprovalRequest)) == 1
-        assert len(rows(w, ApprovalVote)) == 1
-        assert [(r.stage, r.state) for r in rows(w, Release)] == [("prod", "succeeded")]
+        assert len(w.rows(ApprovalRequest)) == 1
+        assert len(w.rows(ApprovalVote)) == 1
+        assert [(r.stage, r.state) for r in w.rows(Release)] == [("prod", "succeeded")]
         cards = [m for m in slack.channel(CHANNEL) if m.thread_ts is None]
         assert len(cards) == 1
         refused = slack.private_to(CAROL)
@@ -141,9 +128,9 @@ async def test_two_instances_on_one_database_run_a_delivery_once(
             await asyncio.sleep(1.0)  # the time a wrongly accepted retry needs to answer
             assert told() == before, slack.private_to(CAROL) + slack.private_to(BOB)
         assert await first.stop() == 0 and await second.stop() == 0
-        assert len(rows(w, ApprovalRequest)) == 1
-        assert len(rows(w, ApprovalVote)) == 1
-        assert [r.state for r in rows(w, Release)] == ["succeeded"]
+        assert len(w.rows(ApprovalRequest)) == 1
+        assert len(w.rows(ApprovalVote)) == 1
+        assert [r.state for r in w.rows(Release)] == ["succeeded"]
         assert len([m for m in slack.channel(CHANNEL) if m.thread_ts is None]) == 1
         check_every_call(slack)
 
