@@ -5,13 +5,12 @@ chart is drawn, so flybot's start-up never pays for it)."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote
 
+from bot import charts
 from bot.fly import FlyClient, PromSeries
 
 WINDOWS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -135,18 +134,9 @@ def grafana_link(app: str) -> str:
 COLOURS = {"2xx": "#2ca02c", "3xx": "#1f77b4", "4xx": "#ff7f0e", "5xx": "#d62728"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    return pyplot
-
-
 def render_png(metrics: AppMetrics, title: str) -> bytes:
     """Three panels side by side, 1000 x 340 px."""
-    plt = _pyplot()
+    plt = charts.pyplot()
     fig, (rps_ax, time_ax, up_ax) = plt.subplots(1, 3, figsize=(10.0, 3.4), dpi=100)
     try:
         unit, size = ("hours", 3600.0) if metrics.since in ("24h", "7d") else ("minutes", 60.0)
@@ -187,10 +177,6 @@ def render_png(metrics: AppMetrics, title: str) -> bytes:
             ax.set_xlim((metrics.start - metrics.end) / size, 0)
             ax.set_xlabel(f"{unit} ago", fontsize=7)
             ax.tick_params(labelsize=7)
-        fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return charts.png(fig, title)
     finally:
         plt.close(fig)

@@ -1,14 +1,12 @@
 """The report's chart: outbound GB per day (cumulative, per region group) against each
 allowance line with the month's trend dashed to its end, beside machine-hours by app.
 
-matplotlib (Agg backend) is imported here, on the first chart drawn, so flybot's start-up
+matplotlib (Agg backend) is imported on the first chart drawn (bot/charts.py), so flybot's start-up
 never pays for it."""
 
 from __future__ import annotations
 
-import io
-from typing import Any
-
+from bot import charts
 from bot.usage.figures import MonthFigures, outbound_metric
 from bot.usage.regions import GROUPS, SHORT_NAMES
 
@@ -16,17 +14,8 @@ COLOURS = {"na_eu": "#1f77b4", "apac": "#d62728", "africa_india": "#2ca02c"}
 WIDTH_IN, HEIGHT_IN, DPI = 9.0, 3.6, 100  # 900 x 360 px
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    return pyplot
-
-
 def render_png(figures: MonthFigures, title: str) -> bytes:
-    plt = _pyplot()
+    plt = charts.pyplot()
     fig, (out_ax, app_ax) = plt.subplots(
         1, 2, figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, gridspec_kw={"width_ratios": [3, 2]}
     )
@@ -61,10 +50,6 @@ def render_png(figures: MonthFigures, title: str) -> bytes:
         app_ax.set_xlabel("machine-hours")
         app_ax.set_title("Machine-hours by app", fontsize=9)
         app_ax.tick_params(axis="y", labelsize=7)
-        fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        return charts.png(fig, title)
     finally:
         plt.close(fig)
