@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from _world import DiscordFake, flybot_env, free_port  # noqa: E402
-from cold_start import FLOOR  # noqa: E402
+from cold_start import FLOOR, FLY_TRANSPORT  # noqa: E402
 
 from tests.fakes import discord_api  # noqa: E402
 from tests.fakes.discord_api import FakeDiscord, Interaction, running_fake_discord  # noqa: E402
@@ -54,7 +54,7 @@ from tests.slack.harness import (  # noqa: E402
 )
 
 MACHINES = 12
-FLOOR_IMPORTS = (*FLOOR, "discord")
+FLOOR_IMPORTS = (*FLOOR, *FLY_TRANSPORT, "discord")
 DISCORD_ALICE = "1500000000000000001"
 
 
