@@ -280,9 +280,17 @@ class DiscordAdapter:
                 embeds=[discord.Embed(description=text, color=0xFEE75C)], ephemeral=True
             )
         except discord.HTTPException as exc:
-            if exc.code not in (ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION):
-                raise
-            log.info("interaction %s answered by another instance while stopping", interaction.id)
+            if exc.code == ALREADY_ACKNOWLEDGED:
+                log.info(
+                    "interaction %s answered by another instance while stopping", interaction.id
+                )
+            else:  # expired, or Discord failed: nothing ran either way
+                log.warning(
+                    "interaction %s not told flybot is restarting: %s %s",
+                    interaction.id,
+                    exc.status,
+                    exc.code or exc.text,
+                )
 
     def _run(
         self,

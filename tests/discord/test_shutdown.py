@@ -111,3 +111,23 @@ async def test_beside_a_second_instance_that_one_answers_and_runs_it(tmp_path: P
         assert not any(RESTARTING in t for t in d.private_to(BOB))
         assert "answered by another instance" in stopping.log  # its late answer: 40060
         assert await serving.stop() == 0
+
+
+async def test_a_refused_restarting_note_is_logged_not_raised(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        w.grant(BOB, "deployer")
+        bot = await w.start(FLYBOT_SHUTDOWN_TIMEOUT="6")
+        d = w.discord
+        await deploying(w)
+        await sigterm(bot)
+        d.fail_next("POST", "/interactions/{id}/{token}/callback", status=400)
+        await d.slash(BOB, "status", project="shop", stage="dev")
+        await d.wait_for(
+            lambda: any(
+                c.status == 400 for c in d.calls_to("POST", "/interactions/{id}/{token}/callback")
+            )
+        )
+        assert bot.process is not None
+        assert await asyncio.wait_for(bot.process.wait(), 30) == 0
+    assert "not told flybot is restarting: 400" in bot.log
+    assert "Traceback" not in bot.log and "Ignoring exception" not in bot.log, bot.log
