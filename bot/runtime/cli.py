@@ -107,8 +107,14 @@ def _run(settings: Settings) -> int:
     from adapters.slack.redact import install_on_handlers
     from bot.runtime import Runtime
     from bot.runtime.run import serve
+    from bot.store.migrate import MigrationFailed, upgrade_in_child
 
     install_on_handlers()  # secret values never reach a log line, whatever the level
+    try:
+        upgrade_in_child(settings.database_url)
+    except MigrationFailed as exc:
+        print(f"flybot: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(Runtime.from_settings(settings), settings))
     except (SlackSetupError, DiscordSetupError) as exc:

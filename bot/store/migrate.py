@@ -2,18 +2,22 @@
 
 A start on a database already at the newest migration never imports alembic (about a third
 of `flybot run`'s imports): the newest revision is read from the migration files' headers
-and compared with the database's `alembic_version` row.
+and compared with the database's `alembic_version` row. `flybot run` on a database behind
+it migrates in a child process (`upgrade_in_child`), so alembic never stays in it either.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.store.startup import exclusive
@@ -74,6 +78,37 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     with exclusive(engine):
         command.upgrade(alembic_config(engine), revision)
+
+
+class MigrationFailed(Exception):
+    """The child process that was to migrate the database did not."""
+
+
+def upgrade_in_child(database_url: str) -> None:
+    """Bring the database to the newest migration in a child process (`flybot db upgrade`),
+    so that alembic and what it loads (mako, pygments: about 9 MB resident) never stay in
+    this long-lived one; nothing when the database is at head already. A SQLite database
+    in memory exists only in this process: it is left to `upgrade()`. The child's log
+    lines and errors go to this process's stderr; its "database at revision" line nowhere."""
+    from bot.store.engine import make_engine, normalize_url
+
+    parsed = make_url(normalize_url(database_url))
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return
+    engine = make_engine(database_url)
+    try:
+        if at_head(engine):
+            return
+    finally:
+        engine.dispose()
+    env = {**os.environ, "FLYBOT_DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, stdout=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        raise MigrationFailed(
+            f"migrating the database failed: `flybot db upgrade` exited {done.returncode}"
+        )
 
 
 def current_revision(engine: Engine) -> str | None:
