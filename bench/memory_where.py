@@ -116,11 +116,11 @@ def report_growth(
     by_line: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_caller: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for stat in stats:
-        frame = stat.traceback[0]
+        frame = stat.traceback[-1]  # a Traceback runs from the oldest frame to the newest
         line = by_line[f"{_short(frame.filename)}:{frame.lineno}"]
         line[0] += stat.size_diff
         line[1] += stat.count_diff
-        ours = next((f for f in stat.traceback if _ours(f.filename)), None)  # innermost first
+        ours = next((f for f in reversed(stat.traceback) if _ours(f.filename)), None)
         caller = by_caller[
             f"{_short(ours.filename)}:{ours.lineno}" if ours else "(no flybot frame)"
         ]
@@ -219,6 +219,9 @@ async def main(frames: int, top: int, fresh_database: bool, deploys: int) -> Non
         for name, size in sorted(new.items(), key=lambda kv: -kv[1])[:top]:
             print(f"    {mb(size)}  {name}")
     report_live(snapshots[0], top)
+    report_growth(
+        tracemalloc.Snapshot([], frames), snapshots[0], "live at idle, module loads apart", top
+    )
     report_growth(snapshots[0], snapshots[1], "growth idle → after the first deploy", top)
     if deploys > 1:
         title = f"growth after the first deploy → after deploy {deploys}"
