@@ -70,6 +70,10 @@ _LITERAL_AFTER = {"certificates": {"acme"}}
 def fly_operation(method: str, path: str) -> str:
     """`GET /v1/apps/ping/machines/e28/lease` → `GET /v1/apps/:app/machines/:id/lease`."""
     parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["v2"] and "manifests" in parts[2:-1]:
+        # The registry's: a repository may have several segments; a tag or digest is new
+        # with every release, and a label per release would be a series per release.
+        return f"{method.upper()} /v2/:repository/manifests/:reference"
     out: list[str] = []
     for index, part in enumerate(parts):
         before = parts[index - 1] if index else ""
