@@ -22,7 +22,12 @@ RUN python -m venv "$VIRTUAL_ENV" \
     && "$VIRTUAL_ENV/bin/pip" uninstall --yes pip setuptools wheel
 
 FROM python:3.11.11-slim-bookworm
-ENV PYTHONUNBUFFERED=1 \
+# MALLOC_ARENA_MAX=1: one glibc malloc arena for all of flybot's threads (two event loops,
+# the database's worker threads, discord.py's heartbeat) instead of one per thread, each
+# keeping its own freed memory: 1.2-2 MB less peak RSS after deploys (README, peak memory).
+# The interpreter lock already serialises nearly all of their allocations.
+ENV MALLOC_ARENA_MAX=1 \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/flybot \
     PATH=/opt/flybot/bin:$PATH \

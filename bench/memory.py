@@ -16,6 +16,9 @@ The database is a SQLite file at the newest migration (as on a Fly volume from t
 start on); `--fresh-database` starts on an empty one instead, which that start migrates.
 `--deploys N` deploys N times in a row (the image back and forth), printing after each.
 
+Both processes run with the environment the image ships (SHIPPED_ENV: glibc's malloc arenas
+as the Dockerfile and fly.toml set them), so the figures are those of what ships.
+
 Read from /proc/<pid>/status: VmRSS (now) and VmHWM (the peak so far). Target: flybot's
 peak ≤ 1.25× the floor's.
 
@@ -56,6 +59,9 @@ from tests.slack.harness import (  # noqa: E402
 MACHINES = 12
 FLOOR_IMPORTS = (*FLOOR, *FLY_TRANSPORT, "discord")
 DISCORD_ALICE = "1500000000000000001"
+# The allocator settings the Dockerfile's final stage and fly.toml's [env] give flybot
+# (tests/runtime/test_image.py checks the three agree).
+SHIPPED_ENV = {"MALLOC_ARENA_MAX": "1"}
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -72,7 +78,7 @@ async def floor_kb(discord: DiscordFake | None) -> dict[str, int]:
     if discord is not None:
         args += ["--discord", discord.api_url, discord.gateway_url]
     process = await asyncio.create_subprocess_exec(
-        *args, *FLOOR_IMPORTS, stdout=subprocess.PIPE, cwd=REPO
+        *args, *FLOOR_IMPORTS, stdout=subprocess.PIPE, cwd=REPO, env={**os.environ, **SHIPPED_ENV}
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
@@ -140,7 +146,7 @@ async def scenario(
                 discord=fake,
                 admins=(f"slack:{TEAM}:{ALICE}", f"discord:{discord_api.GUILD}:{DISCORD_ALICE}"),
                 HOME=str(root),
-                **extra,
+                **{**SHIPPED_ENV, **extra},
             )
             if not fresh_database:  # at the newest migration, as a volume after a first start
                 upgraded = await asyncio.create_subprocess_exec(
@@ -181,6 +187,8 @@ async def bench(fresh_database: bool, deploys: int) -> None:
     print(f"peak RSS, Slack HTTP mode + Discord (connected) + scheduler (load average {load:.2f})")
     database = "empty at the start" if fresh_database else "at the newest migration"
     print(f"  database: SQLite, {database}")
+    shipped = " ".join(f"{k}={v}" for k, v in SHIPPED_ENV.items())
+    print(f"  environment as the image ships it, for flybot and the floor: {shipped}")
     print(f"  floor: import {', '.join(FLOOR_IMPORTS)}")
     print("         + a discord.Client logged in and connected to a fake Discord gateway")
     print(f"         RSS {floor['VmRSS'] / 1024:6.1f} MB   peak {floor['VmHWM'] / 1024:6.1f} MB")

@@ -376,6 +376,19 @@ def test_fly_toml_reads_with_flybots_reader_and_names_what_flybot_run_serves() -
     assert [(m.port, m.path) for m in scaled.metrics] == [(DEFAULT_HTTP_PORT, "/metrics")]
 
 
+def test_one_malloc_arena_ships_in_the_image_both_fly_tomls_and_the_memory_bench() -> None:
+    """One glibc malloc arena (README, peak memory): the image sets it, each fly.toml says the
+    same, and bench/memory.py measures flybot and its floor with it, so the bench measures
+    what ships."""
+    from bench.memory import SHIPPED_ENV
+
+    final = read_dockerfile()[-1].env()
+    assert final["MALLOC_ARENA_MAX"] == "1"
+    for name in ("fly.toml", "fly.postgres.toml"):
+        assert load_stage_config(REPO / name).env["MALLOC_ARENA_MAX"] == final["MALLOC_ARENA_MAX"]
+    assert {k: final[k] for k in final if k.startswith("MALLOC_")} == SHIPPED_ENV
+
+
 async def test_the_paths_fly_toml_names_are_served_by_a_running_flybot_run(
     tmp_path: Path,
 ) -> None:
